@@ -1,0 +1,184 @@
+"""The plain dataclasses frameworks see: offers, tasks, statuses, executors, frameworks.
+
+These mirror ``substrate.v1`` messages but are ordinary Python objects, so frameworks never
+touch protobuf classes. Conversion to and from the wire lives in :mod:`substrate.convert`.
+Enum values equal the wire numbers.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional
+
+from substrate.resources import Resources
+
+
+class TaskState(enum.IntEnum):
+    """The life of a task. Terminal states never change again."""
+
+    UNKNOWN = 0
+    STAGING = 1
+    STARTING = 2
+    RUNNING = 3
+    KILLING = 4
+    FINISHED = 5
+    FAILED = 6
+    KILLED = 7
+    ERROR = 8
+    LOST = 9
+    DROPPED = 10
+    UNREACHABLE = 11
+    GONE = 12
+    GONE_BY_OPERATOR = 13
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for states a task never leaves."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({
+    TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED, TaskState.ERROR, TaskState.LOST,
+    TaskState.DROPPED, TaskState.GONE, TaskState.GONE_BY_OPERATOR,
+})
+
+
+class Reason(enum.IntEnum):
+    """Why a task reached its state (``REASON_UNSPECIFIED`` when nothing special)."""
+
+    REASON_UNSPECIFIED = 0
+    COMMAND_EXECUTOR_FAILED = 1
+    EXECUTOR_TERMINATED = 2
+    EXECUTOR_UNREGISTERED = 3
+    EXECUTOR_REGISTRATION_TIMEOUT = 4
+    AGENT_DISCONNECTED = 5
+    AGENT_REMOVED = 6
+    AGENT_UNREACHABLE = 7
+    AGENT_RESTARTED = 8
+    AGENT_UNKNOWN = 9
+    FRAMEWORK_REMOVED = 10
+    INVALID_OFFERS = 11
+    TASK_INVALID = 12
+    TASK_UNKNOWN = 13
+    TASK_UNAUTHORIZED = 14
+    TASK_KILLED_DURING_LAUNCH = 15
+    RECONCILIATION = 16
+    RESOURCES_UNKNOWN = 17
+    MASTER_DISCONNECTED = 18
+    CONTAINER_LAUNCH_FAILED = 19
+    CONTAINER_LIMITATION_MEMORY = 20
+    CONTAINER_LIMITATION = 21
+    TASK_KILLED = 22
+    EXECUTOR_SHUTDOWN = 23
+
+
+class Source(enum.IntEnum):
+    """Which component produced a status update."""
+
+    SOURCE_UNSPECIFIED = 0
+    MASTER = 1
+    AGENT = 2
+    EXECUTOR = 3
+
+
+@dataclass
+class CommandInfo:
+    """A program to run: ``value`` with ``arguments``, or a shell line when ``shell``."""
+
+    value: str
+    arguments: list[str] = field(default_factory=list)
+    shell: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExecutorInfo:
+    """A framework's long-running executor process, reused by the tasks sent to it."""
+
+    executor_id: str
+    command: CommandInfo
+    name: str = ""
+    resources: Resources = field(default_factory=Resources)
+    data: bytes = b""
+
+
+@dataclass
+class TaskInfo:
+    """A task to launch on an offer's agent: in ``executor`` or as a plain ``command``."""
+
+    task_id: str
+    agent_id: str
+    resources: Resources
+    name: str = ""
+    executor: Optional[ExecutorInfo] = None
+    command: Optional[CommandInfo] = None
+    data: bytes = b""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TaskStatus:
+    """A status update for a task. ``uuid`` is empty when nothing is to be acknowledged."""
+
+    task_id: str
+    state: TaskState
+    reason: Reason = Reason.REASON_UNSPECIFIED
+    source: Source = Source.SOURCE_UNSPECIFIED
+    message: str = ""
+    data: bytes = b""
+    agent_id: str = ""
+    executor_id: str = ""
+    timestamp: float = 0.0
+    uuid: bytes = b""
+    framework_id: str = ""
+
+
+@dataclass
+class Offer:
+    """Resources of one agent offered to one framework until accepted, declined or rescinded."""
+
+    id: str
+    framework_id: str
+    agent_id: str
+    hostname: str
+    resources: Resources
+    executor_ids: list[str] = field(default_factory=list)
+    attributes: dict[str, str] = field(default_factory=dict)
+    agent_address: str = ""
+
+
+@dataclass
+class FrameworkInfo:
+    """Who a framework is, and how it wants to be treated.
+
+    ``failover_timeout`` (seconds) is how long the master keeps its tasks after its scheduler
+    disconnects; ``weight`` is its DRF weight within its ``role``.
+    """
+
+    name: str
+    role: str = "*"
+    weight: float = 1.0
+    failover_timeout: float = 0.0
+    user: str = ""
+    principal: str = ""
+    capabilities: list[str] = field(default_factory=list)
+    hostname: str = ""
+    id: str = ""
+
+
+@dataclass
+class AgentInfo:
+    """An agent as the master knows it."""
+
+    id: str
+    hostname: str
+    resources: Resources
+    attributes: dict[str, str] = field(default_factory=dict)
+    address: str = ""
+
+
+@dataclass
+class Filters:
+    """How long the declined resources should not be offered again (default 5 s)."""
+
+    refuse_seconds: Optional[float] = None
