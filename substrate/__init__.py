@@ -1,1 +1,34 @@
-"""offerpool substrate."""
+"""offerpool's substrate: a resource-offer cluster manager in the spirit of Apache Mesos.
+
+This module is the whole public API for frameworks: they import only what is exported here
+(a test walks the imports of ``dataflow``, ``genetic`` and ``substrate.frameworks`` to keep it
+so). A master pools agents' resources and offers them to frameworks; a framework's
+:class:`Scheduler` accepts offers and launches tasks, which run in its :class:`Executor`
+processes on the agents.
+
+Examples
+--------
+>>> import substrate
+>>> substrate.Resources(cpus=1, mem=128).contains(substrate.Resources(cpus=0.5))
+True
+"""
+from substrate.errors import (
+    ClusterError, ConnectionLost, InvalidRequest, RemoteError, ResourceError, SubscriptionError,
+    SubstrateError,
+)
+from substrate.executor import Executor, ExecutorDriver
+from substrate.local import LocalCluster
+from substrate.resources import Resources
+from substrate.scheduler import Scheduler, SchedulerDriver
+from substrate.types import (
+    TERMINAL_STATES, AgentInfo, CommandInfo, ExecutorInfo, Filters, FrameworkInfo, Offer, Reason,
+    Source, TaskInfo, TaskState, TaskStatus,
+)
+
+__all__ = [
+    "AgentInfo", "ClusterError", "CommandInfo", "ConnectionLost", "Executor", "ExecutorDriver",
+    "ExecutorInfo", "Filters", "FrameworkInfo", "InvalidRequest", "LocalCluster", "Offer",
+    "Reason", "RemoteError", "ResourceError", "Resources", "Scheduler", "SchedulerDriver",
+    "Source", "SubscriptionError", "SubstrateError", "TERMINAL_STATES", "TaskInfo", "TaskState",
+    "TaskStatus",
+]

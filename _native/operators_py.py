@@ -1,0 +1,128 @@
+"""Genetic-operator kernels, NumPy/Python twin: the reference for ``_native/operators.pyx``.
+
+These are the loops that do not vectorise well (bounded SBX and polynomial mutation have many
+branches; OX, PMX and index shuffling are sequential per row). Every random number is drawn by
+the caller (``genetic``) and passed in, so the compiled module and this twin give bit-identical
+children for the same draws, and the engine's RNG stream does not depend on the backend.
+Definitions follow DEAP's ``tools`` module (``cxSimulatedBinaryBounded``,
+``mutPolynomialBounded``, ``cxOrdered``, ``cxPartialyMatched``, ``mutShuffleIndexes``).
+All functions modify their row arguments in place.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def sbx_bounded(a: np.ndarray, b: np.ndarray, low: np.ndarray, up: np.ndarray, eta: float,
+                u: np.ndarray) -> None:
+    """Bounded simulated binary crossover of row pairs ``(a[i], b[i])``, in place.
+
+    ``u[i, j, 0] <= 0.5`` crosses gene ``j`` (genes closer than 1e-14 are left alone),
+    ``u[i, j, 1]`` is the spread draw, ``u[i, j, 2] <= 0.5`` swaps the two children's genes.
+    """
+    x1 = np.minimum(a, b)
+    x2 = np.maximum(a, b)
+    cross = (u[..., 0] <= 0.5) & (np.abs(a - b) > 1e-14)
+    rand = u[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        diff = np.where(cross, x2 - x1, 1.0)
+        e1 = 1.0 / (eta + 1.0)
+
+        def beta_q(beta: np.ndarray) -> np.ndarray:
+            alpha = 2.0 - beta ** -(eta + 1.0)
+            return np.where(rand <= 1.0 / alpha, (rand * alpha) ** e1,
+                            (1.0 / (2.0 - rand * alpha)) ** e1)
+
+        c1 = 0.5 * (x1 + x2 - beta_q(1.0 + 2.0 * (x1 - low) / diff) * diff)
+        c2 = 0.5 * (x1 + x2 + beta_q(1.0 + 2.0 * (up - x2) / diff) * diff)
+    c1 = np.minimum(np.maximum(c1, low), up)
+    c2 = np.minimum(np.maximum(c2, low), up)
+    swap = u[..., 2] <= 0.5
+    new_a = np.where(swap, c2, c1)
+    new_b = np.where(swap, c1, c2)
+    a[...] = np.where(cross, new_a, a)
+    b[...] = np.where(cross, new_b, b)
+
+
+def polynomial_bounded(x: np.ndarray, low: np.ndarray, up: np.ndarray, eta: float,
+                       indpb: float, u: np.ndarray) -> np.ndarray:
+    """Bounded polynomial mutation, in place; gene ``j`` of row ``i`` mutates when
+    ``u[i, j, 0] <= indpb``, with spread draw ``u[i, j, 1]``. Returns the mask of genes hit."""
+    hit = u[..., 0] <= indpb
+    rand = u[..., 1]
+    span = up - low
+    d1 = (x - low) / span
+    d2 = (up - x) / span
+    p = 1.0 / (eta + 1.0)
+    with np.errstate(invalid="ignore"):
+        lo_val = 2.0 * rand + (1.0 - 2.0 * rand) * (1.0 - d1) ** (eta + 1.0)
+        hi_val = 2.0 * (1.0 - rand) + 2.0 * (rand - 0.5) * (1.0 - d2) ** (eta + 1.0)
+        dq = np.where(rand < 0.5, lo_val ** p - 1.0, 1.0 - hi_val ** p)
+    y = np.minimum(np.maximum(x + dq * span, low), up)
+    x[...] = np.where(hit, y, x)
+    return hit
+
+
+def ordered(a: np.ndarray, b: np.ndarray, cuts: np.ndarray) -> None:
+    """Ordered crossover (OX) of permutation row pairs, in place.
+
+    For cut points ``lo < hi`` (inclusive segment), child 1 takes ``b[lo..hi]`` and fills the
+    other positions, from ``hi + 1`` on cyclically, with ``a``'s genes in ``a``'s cyclic order
+    from ``hi + 1``, skipping those in the segment; child 2 symmetrically.
+    """
+    n = a.shape[1]
+    for i in range(a.shape[0]):
+        lo, hi = int(cuts[i, 0]), int(cuts[i, 1])
+        pa, pb = a[i].copy(), b[i].copy()
+        for child, keep, seg in ((a, pa, pb), (b, pb, pa)):
+            in_seg = np.zeros(n, dtype=bool)
+            in_seg[seg[lo:hi + 1]] = True
+            k = hi + 1
+            row = child[i]
+            for j in range(n):
+                v = keep[(j + hi + 1) % n]
+                if not in_seg[v]:
+                    row[k % n] = v
+                    k += 1
+            row[lo:hi + 1] = seg[lo:hi + 1]
+
+
+def partially_matched(a: np.ndarray, b: np.ndarray, cuts: np.ndarray) -> None:
+    """Partially matched crossover (PMX) of permutation row pairs, in place: for each position
+    ``lo <= j < hi`` the two genes are exchanged and each child repairs itself by swapping."""
+    n = a.shape[1]
+    for i in range(a.shape[0]):
+        r1, r2 = a[i], b[i]
+        p1 = np.empty(n, dtype=np.int64)
+        p2 = np.empty(n, dtype=np.int64)
+        p1[r1] = np.arange(n)
+        p2[r2] = np.arange(n)
+        for j in range(int(cuts[i, 0]), int(cuts[i, 1])):
+            t1, t2 = int(r1[j]), int(r2[j])
+            r1[j], r1[p1[t2]] = t2, t1
+            r2[j], r2[p2[t1]] = t1, t2
+            p1[t1], p1[t2] = p1[t2], p1[t1]
+            p2[t1], p2[t2] = p2[t2], p2[t1]
+
+
+def shuffle_indexes(x: np.ndarray, indpb: float, u: np.ndarray) -> None:
+    """Swap mutation, in place: gene ``j`` (when ``u[i, j, 0] < indpb``) is swapped with gene
+    ``k = floor(u[i, j, 1] * (n - 1))``, plus one when ``k >= j`` (so never with itself)."""
+    n = x.shape[1]
+    if n < 2:
+        return
+    for i in range(x.shape[0]):
+        row = x[i]
+        for j in range(n):
+            if u[i, j, 0] < indpb:
+                k = min(int(u[i, j, 1] * (n - 1)), n - 2)
+                if k >= j:
+                    k += 1
+                row[j], row[k] = row[k], row[j]
+
+
+def invert(x: np.ndarray, cuts: np.ndarray) -> None:
+    """Inversion mutation, in place: reverse ``x[i, lo..hi]`` (inclusive)."""
+    for i in range(x.shape[0]):
+        lo, hi = int(cuts[i, 0]), int(cuts[i, 1])
+        x[i, lo:hi + 1] = x[i, lo:hi + 1][::-1].copy()

@@ -1,0 +1,388 @@
+"""Shuffle: map-side partitioning and combining, bucket files on local disk, reduce-side reads.
+
+A map task hands its records to :func:`write_map_output`. Records are partitioned with the
+shuffle's partitioner and, when the shuffle has an aggregator, combined map-side first. Pairs of
+plain ints (keys) and ints/floats (values) are combined in columnar batches by the
+``_native.shuffle`` kernels when the combine function is ``add``/``min``/``max``; anything else
+goes through a dict. Each bucket becomes one file of lz4-compressed frames (pickled record
+batches, or NumPy key/value columns) under ``<work>/shuffle/<shuffle>/<map>.<attempt>/``; the
+directory is written under a temporary name and renamed, so a reader never sees half an output.
+
+Reducers read through a :class:`BlockFetcher` (how to get the bytes of one map output's bucket)
+wrapped by :class:`ShuffleReader` (decoding frames). :class:`LocalBlockFetcher` reads the local
+disk; a remote fetch implements the same ``open`` method. Merging on the reduce side is
+:mod:`dataflow.spill`'s job.
+
+Examples
+--------
+>>> import operator
+>>> agg = Aggregator.for_reduce(operator.add)
+>>> agg.op, agg.merge_value(1, 2)
+('add', 3)
+>>> frames = list(decode_frames(encode_frame([("a", 1)]) + encode_columns([1, 2], [3, 4])))
+>>> frames[0], [a.tolist() for a in frames[1]]
+([('a', 1)], [[1, 2], [3, 4]])
+"""
+from __future__ import annotations
+
+import io
+import operator
+import os
+import pickle
+import shutil
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
+
+import lz4.block
+import numpy as np
+
+from _native import load as _load_kernel
+
+from .errors import FetchFailedError, NotPairError
+from .partitioner import HashPartitioner, Partitioner, partition_ids
+
+_kernels = _load_kernel("shuffle")
+
+FRAME_RECORDS = 4096
+COLUMN_CHUNK = 65536
+_OPS = {operator.add: "add", min: "min", max: "max"}
+_INT64_LIMIT = 2 ** 63
+_OBJ, _COL = b"O", b"C"
+
+
+@dataclass(frozen=True)
+class Aggregator:
+    """How values of one key become a combiner (PySpark's ``combineByKey`` triple).
+
+    ``op`` names a built-in combine (``"add"``, ``"min"``, ``"max"``) that the columnar kernels
+    can run; ``None`` means only the Python functions may be used.
+    """
+
+    create_combiner: Callable[[Any], Any]
+    merge_value: Callable[[Any, Any], Any]
+    merge_combiners: Callable[[Any, Any], Any]
+    op: Optional[str] = None
+
+    @staticmethod
+    def for_reduce(func: Callable[[Any, Any], Any]) -> "Aggregator":
+        """The aggregator of ``reduceByKey(func)``."""
+        try:
+            op = _OPS.get(func)
+        except TypeError:
+            op = None
+        return Aggregator(_identity, func, func, op)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+@dataclass(frozen=True)
+class MapStatus:
+    """Where one map task's output lives and how big each bucket is (bytes)."""
+
+    shuffle_id: int
+    map_id: int
+    attempt: int
+    location: str
+    sizes: tuple
+
+
+@dataclass(frozen=True)
+class ShuffleWriteSpec:
+    """What a map task does with its records."""
+
+    shuffle_id: int
+    partitioner: Partitioner
+    aggregator: Optional[Aggregator] = None
+    map_side_combine: bool = True
+
+
+def encode_frame(records: list) -> bytes:
+    blob = lz4.block.compress(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+    return _OBJ + len(blob).to_bytes(4, "little") + blob
+
+
+def encode_columns(keys: Any, values: Any) -> bytes:
+    k = np.ascontiguousarray(keys, dtype=np.int64)
+    v = np.ascontiguousarray(values)
+    raw = (len(k).to_bytes(8, "little") + v.dtype.str.encode().ljust(8) + k.tobytes() + v.tobytes())
+    blob = lz4.block.compress(raw)
+    return _COL + len(blob).to_bytes(4, "little") + blob
+
+
+def decode_frames(data: bytes | BinaryIO) -> Iterator[Any]:
+    """Yield record lists (pickled frames) and ``(keys, values)`` array pairs (columnar)."""
+    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    while True:
+        head = f.read(5)
+        if not head:
+            return
+        kind, size = head[:1], int.from_bytes(head[1:5], "little")
+        raw = lz4.block.decompress(f.read(size))
+        if kind == _OBJ:
+            yield pickle.loads(raw)
+        else:
+            n = int.from_bytes(raw[:8], "little")
+            dt = np.dtype(raw[8:16].strip().decode())
+            k = np.frombuffer(raw, dtype=np.int64, count=n, offset=16)
+            yield k, np.frombuffer(raw, dtype=dt, count=n, offset=16 + 8 * n)
+
+
+def map_output_dir(shuffle_root: str, shuffle_id: int, map_id: int, attempt: int) -> str:
+    return os.path.join(shuffle_root, str(shuffle_id), f"{map_id}.{attempt}")
+
+
+class _BucketFiles:
+    """One append-only file per bucket, opened lazily, in a temporary directory."""
+
+    def __init__(self, tmp_dir: str, n: int) -> None:
+        os.makedirs(tmp_dir, exist_ok=True)
+        self.dir = tmp_dir
+        self.files: dict[int, BinaryIO] = {}
+        self.n = n
+        self.bytes_written = 0
+
+    def write(self, bucket: int, frame: bytes) -> None:
+        f = self.files.get(bucket)
+        if f is None:
+            f = self.files[bucket] = open(os.path.join(self.dir, str(bucket)), "wb")
+        f.write(frame)
+        self.bytes_written += len(frame)
+
+    def close(self) -> tuple:
+        sizes = []
+        for b in range(self.n):
+            f = self.files.get(b)
+            sizes.append(f.tell() if f else 0)
+            if f:
+                f.close()
+        return tuple(sizes)
+
+
+def _not_pair(record: Any, what: str) -> NotPairError:
+    return NotPairError(f"{what} needs (key, value) pairs, got a record of type "
+                        f"{type(record).__name__}: {record!r:.80}")
+
+
+def _columns(chunk: list, op: Optional[str]) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Columns for a chunk of plain (int, int|float) pairs, or None if it does not fit."""
+    try:
+        ks, vs = zip(*chunk)
+    except (TypeError, ValueError):
+        return None
+    if set(map(type, ks)) != {int}:
+        return None
+    vt = set(map(type, vs))
+    try:
+        k = np.array(ks, dtype=np.int64)
+        if vt == {int}:
+            v = np.array(vs, dtype=np.int64)
+            if op == "add" and len(v) * max(int(v.max()), -int(v.min())) >= _INT64_LIMIT:
+                return None
+        elif vt == {float}:
+            v = np.array(vs, dtype=np.float64)
+            if op != "add" and np.isnan(v).any():
+                return None
+        else:
+            return None
+    except OverflowError:
+        return None
+    return k, v
+
+
+def write_map_output(spec: ShuffleWriteSpec, records: Iterable, shuffle_root: str,
+                     map_id: int, attempt: int, location: str, budget: int) -> tuple[MapStatus, int]:
+    """Partition (and combine) ``records`` into bucket files; return the status and bytes written."""
+    part = spec.partitioner
+    n = part.num_partitions
+    final = map_output_dir(shuffle_root, spec.shuffle_id, map_id, attempt)
+    tmp = final + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    out = _BucketFiles(tmp, n)
+    agg = spec.aggregator if spec.map_side_combine else None
+    it = iter(records)
+    columnar = (agg is not None and agg.op is not None and isinstance(part, HashPartitioner)
+                and part.is_portable)
+    try:
+        if columnar:
+            it = _write_columnar(it, agg, n, out, budget)
+        if it is not None:
+            if agg is not None:
+                _write_combined(it, agg, part, out, budget)
+            else:
+                _write_plain(it, part, out, budget)
+        sizes = out.close()
+    except BaseException:
+        out.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return MapStatus(spec.shuffle_id, map_id, attempt, location, sizes), out.bytes_written
+
+
+def _flush_columns(keys: np.ndarray, vals: np.ndarray, n: int, out: _BucketFiles) -> None:
+    pids = partition_ids(keys, n)
+    order, offsets = _kernels.bucket_order(pids, n)
+    keys, vals = keys[order], vals[order]
+    for b in range(n):
+        lo, hi = int(offsets[b]), int(offsets[b + 1])
+        if hi > lo:
+            out.write(b, encode_columns(keys[lo:hi], vals[lo:hi]))
+
+
+def _write_columnar(it: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
+                    budget: int) -> Optional[Iterator]:
+    """Combine column chunks; return the rest of the records if they stop fitting, else None."""
+    acc_k: list[np.ndarray] = []
+    acc_v: list[np.ndarray] = []
+    acc_n = 0
+    bound = 0
+    while True:
+        chunk = list(islice(it, COLUMN_CHUNK))
+        if not chunk:
+            break
+        cols = _columns(chunk, agg.op)
+        if cols is None or (acc_v and cols[1].dtype != acc_v[0].dtype):
+            rest = _chain(chunk, it)
+            if acc_k:  # hand what was combined so far to the object path as records
+                k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
+                rest = _chain(list(zip(k.tolist(), v.tolist())), rest)
+            return rest
+        k, v = _kernels.hash_aggregate(cols[0], cols[1], agg.op)
+        if v.dtype == np.int64 and agg.op == "add":
+            bound += len(cols[1]) * max(int(cols[1].max()), -int(cols[1].min()))
+            if bound >= _INT64_LIMIT:
+                return _chain(list(zip(k.tolist(), v.tolist())) +
+                              [kv for a, b in zip(acc_k, acc_v) for kv in zip(a.tolist(), b.tolist())], it)
+        acc_k.append(k)
+        acc_v.append(v)
+        acc_n += len(k)
+        if acc_n > COLUMN_CHUNK and len(acc_k) > 1:
+            k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
+            acc_k, acc_v, acc_n = [k], [v], len(k)
+            if acc_n * 16 > budget:  # no room to combine further: write partial combiners
+                _flush_columns(k, v, n, out)
+                acc_k, acc_v, acc_n = [], [], 0
+    if acc_k:
+        k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
+        _flush_columns(k, v, n, out)
+    return None
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _BucketFiles,
+                    budget: int) -> None:
+    from .spill import estimate_entry_size
+    combined: dict = {}
+    create, merge = agg.create_combiner, agg.merge_value
+    entry = 0.0
+    count = 0
+    record: Any = None
+    try:
+        for record in it:
+            k, v = record
+            if k in combined:
+                combined[k] = merge(combined[k], v)
+            else:
+                combined[k] = create(v)
+            count += 1
+            if count & 1023 == 0:
+                entry = estimate_entry_size(list(islice(combined.items(), 32)))
+                if len(combined) * entry > budget:  # emit partial combiners, keep memory bounded
+                    _write_records(combined.items(), part, out)
+                    combined = {}
+    except (TypeError, ValueError):
+        if not (isinstance(record, (tuple, list)) and len(record) == 2):
+            raise _not_pair(record, "a by-key operation") from None
+        raise
+    _write_records(combined.items(), part, out)
+
+
+def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> None:
+    bufs: dict[int, list] = {}
+    for kv in items:
+        b = part(kv[0])
+        buf = bufs.get(b)
+        if buf is None:
+            buf = bufs[b] = []
+        buf.append(kv)
+        if len(buf) >= FRAME_RECORDS:
+            out.write(b, encode_frame(buf))
+            bufs[b] = []
+    for b, buf in bufs.items():
+        if buf:
+            out.write(b, encode_frame(buf))
+
+
+def _write_plain(it: Iterator, part: Partitioner, out: _BucketFiles, budget: int) -> None:
+    record: Any = None
+    try:
+        while True:
+            chunk = list(islice(it, FRAME_RECORDS * 4))
+            if not chunk:
+                break
+            _write_records(chunk, part, out)
+    except (TypeError, IndexError):
+        bad = next((r for r in chunk if not (isinstance(r, (tuple, list)) and len(r) == 2)), None)
+        if bad is not None:
+            raise _not_pair(bad, "a by-key operation") from None
+        raise
+
+
+class BlockFetcher:
+    """Gives the bytes of one bucket of one map output. Implement ``open`` for a remote fetch."""
+
+    def open(self, status: MapStatus, reduce_id: int) -> BinaryIO:
+        raise NotImplementedError
+
+
+class LocalBlockFetcher(BlockFetcher):
+    """Reads map outputs from this machine's shuffle directory."""
+
+    def __init__(self, shuffle_root: str) -> None:
+        self.shuffle_root = shuffle_root
+
+    def open(self, status: MapStatus, reduce_id: int) -> BinaryIO:
+        d = map_output_dir(self.shuffle_root, status.shuffle_id, status.map_id, status.attempt)
+        if status.sizes[reduce_id] == 0:
+            if not os.path.isdir(d):
+                raise FetchFailedError(status.shuffle_id, status.map_id, reduce_id,
+                                       status.location, "map output is missing")
+            return io.BytesIO(b"")
+        try:
+            return open(os.path.join(d, str(reduce_id)), "rb")
+        except OSError as exc:
+            raise FetchFailedError(status.shuffle_id, status.map_id, reduce_id,
+                                   status.location, str(exc)) from None
+
+
+class ShuffleReader:
+    """Decodes the frames of every map output's bucket for one reduce partition."""
+
+    def __init__(self, fetcher: BlockFetcher) -> None:
+        self.fetcher = fetcher
+
+    def frames(self, statuses: list, reduce_id: int) -> Iterator[Any]:
+        for status in statuses:
+            f = self.fetcher.open(status, reduce_id)
+            try:
+                yield from decode_frames(f)
+            except (OSError, ValueError, RuntimeError, EOFError) as exc:
+                raise FetchFailedError(status.shuffle_id, status.map_id, reduce_id,
+                                       status.location, f"corrupt block: {exc}") from None
+            finally:
+                f.close()
+
+    def records(self, statuses: list, reduce_id: int) -> Iterator[Any]:
+        for frame in self.frames(statuses, reduce_id):
+            if isinstance(frame, list):
+                yield from frame
+            else:
+                yield from zip(frame[0].tolist(), frame[1].tolist())

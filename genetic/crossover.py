@@ -1,0 +1,217 @@
+"""Crossover operators, vectorised over the whole population.
+
+Pairs are consecutive rows ``(0, 1), (2, 3), ...`` of the selected offspring; each pair is
+crossed with probability ``rate`` (DEAP's ``cxpb`` in ``varAnd``), and gene-level choices use
+the per-gene probabilities stated on each operator. Definitions follow DEAP's ``cxOnePoint``,
+``cxTwoPoint``, ``cxUniform``, ``cxSimulatedBinaryBounded`` (including its per-gene 0.5 swap of
+the two children), ``cxBlend``, ``cxOrdered`` and ``cxPartialyMatched``. Loops that do not
+vectorise run in ``_native/operators.pyx``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from _native import load
+
+from .errors import ConfigError, ProblemError
+from .spaces import GenomeSpace, Reals, pack_bits
+
+__all__ = ["Crossover", "OnePoint", "TwoPoint", "Uniform", "SBX", "Blend", "OX", "PMX"]
+
+
+def _rate(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be within [0, 1], got {value}")
+    return value
+
+
+class Crossover:
+    """Base class. ``rate`` is the probability that a pair is crossed."""
+
+    rate: float
+    kinds: tuple[str, ...] = ("bits", "reals", "integers")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", _rate(f"{type(self).__name__}.rate", self.rate))
+
+    def check(self, space: GenomeSpace) -> None:
+        """Raise :class:`ProblemError` when the operator does not fit the genome space."""
+        if space.kind not in self.kinds:
+            raise ProblemError(f"{type(self).__name__} crossover does not apply to "
+                               f"{space.kind} genomes (use one of: "
+                               f"{', '.join(_for_kind(space.kind))})")
+        if space.n_genes < 2:
+            raise ProblemError(f"{type(self).__name__} needs at least 2 genes")
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        """Cross every pair ``(a[i], b[i])`` in place."""
+        raise NotImplementedError  # pragma: no cover
+
+    def apply(self, space: GenomeSpace, genomes: np.ndarray,
+              rng: np.random.Generator) -> np.ndarray:
+        """Cross consecutive pairs with probability ``rate``; returns the rows touched."""
+        n = genomes.shape[0]
+        changed = np.zeros(n, dtype=bool)
+        chosen = np.flatnonzero(rng.random(n // 2) < self.rate)
+        if chosen.size:
+            ia, ib = 2 * chosen, 2 * chosen + 1
+            a, b = genomes[ia], genomes[ib]
+            self.mate(space, a, b, rng)
+            genomes[ia] = a
+            genomes[ib] = b
+            changed[ia] = True
+            changed[ib] = True
+        return changed
+
+
+def _swap_genes(space: GenomeSpace, a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> None:
+    if space.kind == "bits":
+        m = pack_bits(mask, space.width)
+        d = (a ^ b) & m
+        a ^= d
+        b ^= d
+    else:
+        new_a = np.where(mask, b, a)
+        b[...] = np.where(mask, a, b)
+        a[...] = new_a
+
+
+@dataclass(frozen=True)
+class OnePoint(Crossover):
+    """One cut point uniform in ``1 .. n-1``; the tails are exchanged."""
+
+    rate: float = 0.5
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        n = space.n_genes
+        point = rng.integers(1, n, a.shape[0])
+        _swap_genes(space, a, b, np.arange(n) >= point[:, None])
+
+
+@dataclass(frozen=True)
+class TwoPoint(Crossover):
+    """Two distinct cut points in ``1 .. n`` (DEAP's draw); the middle segment is exchanged."""
+
+    rate: float = 0.5
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        n = space.n_genes
+        p1 = rng.integers(1, n + 1, a.shape[0])
+        p2 = rng.integers(1, n, a.shape[0])
+        p2 = np.where(p2 >= p1, p2 + 1, p2)
+        lo, hi = np.minimum(p1, p2), np.maximum(p1, p2)
+        g = np.arange(n)
+        _swap_genes(space, a, b, (g >= lo[:, None]) & (g < hi[:, None]))
+
+
+@dataclass(frozen=True)
+class Uniform(Crossover):
+    """Each gene exchanged with probability ``gene_rate`` (DEAP's ``indpb``)."""
+
+    rate: float = 0.5
+    gene_rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "gene_rate", _rate("Uniform.gene_rate", self.gene_rate))
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        _swap_genes(space, a, b, rng.random((a.shape[0], space.n_genes)) < self.gene_rate)
+
+
+@dataclass(frozen=True)
+class SBX(Crossover):
+    """Bounded simulated binary crossover with distribution index ``eta``.
+
+    Each gene takes part with probability 0.5, and the two children's values of a gene are
+    swapped with probability 0.5, exactly as DEAP's ``cxSimulatedBinaryBounded``.
+    """
+
+    rate: float = 0.9
+    eta: float = 20.0
+    kinds = ("reals",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not float(self.eta) >= 0:
+            raise ConfigError(f"SBX.eta must be >= 0, got {self.eta}")
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        assert isinstance(space, Reals)
+        u = rng.random((a.shape[0], space.n_genes, 3))
+        load("operators").sbx_bounded(a, b, space.low, space.high, float(self.eta), u)
+
+
+@dataclass(frozen=True)
+class Blend(Crossover):
+    """Blend crossover (BLX-alpha, DEAP's ``cxBlend``): per gene ``g = (1 + 2 alpha) u - alpha``,
+    children ``(1 - g) x1 + g x2`` and ``g x1 + (1 - g) x2``; clipped to the bounds when
+    ``clip`` (DEAP does not clip)."""
+
+    rate: float = 0.5
+    alpha: float = 0.5
+    clip: bool = True
+    kinds = ("reals",)
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        assert isinstance(space, Reals)
+        g = (1.0 + 2.0 * self.alpha) * rng.random(a.shape) - self.alpha
+        x1, x2 = a.copy(), b
+        a[...] = (1.0 - g) * x1 + g * x2
+        b[...] = g * x1 + (1.0 - g) * x2
+        if self.clip:
+            np.clip(a, space.low, space.high, out=a)
+            np.clip(b, space.low, space.high, out=b)
+
+
+@dataclass(frozen=True)
+class OX(Crossover):
+    """Ordered crossover for permutations (DEAP's ``cxOrdered``): two distinct positions
+    ``lo < hi``; each child keeps the other parent's ``lo..hi`` segment and fills the rest in
+    its own parent's order, starting after ``hi``."""
+
+    rate: float = 0.9
+    kinds = ("permutation",)
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        n = space.n_genes
+        x = rng.integers(0, n, a.shape[0])
+        y = rng.integers(0, n - 1, a.shape[0])
+        y = np.where(y >= x, y + 1, y)
+        cuts = np.ascontiguousarray(np.stack([np.minimum(x, y), np.maximum(x, y)], 1),
+                                    dtype=np.int64)
+        load("operators").ordered(a, b, cuts)
+
+
+@dataclass(frozen=True)
+class PMX(Crossover):
+    """Partially matched crossover for permutations (DEAP's ``cxPartialyMatched``): cut points
+    drawn as DEAP does, genes at ``lo <= j < hi`` exchanged and each child repaired by swaps."""
+
+    rate: float = 0.7
+    kinds = ("permutation",)
+
+    def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
+             rng: np.random.Generator) -> None:
+        n = space.n_genes
+        c1 = rng.integers(0, n + 1, a.shape[0])
+        c2 = rng.integers(0, n, a.shape[0])
+        c2 = np.where(c2 >= c1, c2 + 1, c2)
+        cuts = np.ascontiguousarray(np.stack([np.minimum(c1, c2), np.maximum(c1, c2)], 1),
+                                    dtype=np.int64)
+        load("operators").partially_matched(a, b, cuts)
+
+
+def _for_kind(kind: str) -> list[str]:
+    ops = [OnePoint, TwoPoint, Uniform, SBX, Blend, OX, PMX]
+    return [op.__name__ for op in ops if kind in op.kinds]

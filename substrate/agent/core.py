@@ -1,0 +1,396 @@
+"""The agent's brain: tasks, executors and status updates, between two thin gRPC edges.
+
+This module owns what the agent *does* with events: launching command tasks and executors,
+queueing tasks until their executor subscribes, kills and framework shutdowns, executor exits,
+registration timeouts, and the at-least-once delivery of status updates (through the pure
+:class:`~substrate.agent.status_updates.StatusUpdateManager`). It runs on one asyncio loop.
+
+Its seams are deliberately plain, so tests drive it without a master:
+
+* master -> agent: :meth:`AgentCore.handle_master_event` (one ``pb.AgentEvent`` at a time);
+* agent -> master: :attr:`AgentCore.outbox` (an ``asyncio.Queue`` of ``pb.AgentCall``), filled
+  only while registered on a live link; updates made while disconnected wait in the manager;
+* executor <-> agent: :meth:`AgentCore.executor_subscribe`, :meth:`AgentCore.executor_call`,
+  and each executor's event queue, drained by the gRPC service in :mod:`substrate.agent.daemon`.
+
+Process mechanics (sandboxes, spawning, group kills) are in :mod:`substrate.agent.processes`;
+launching, killing and executor lifecycles are in :mod:`substrate.agent.launcher`; the records
+and status helpers are in :mod:`substrate.agent.records`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Callable, Optional
+
+from substrate.agent.config import AgentConfig
+from substrate.agent.launcher import Launcher
+from substrate.agent.records import (
+    TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event, make_status,
+)
+from substrate.agent.status_updates import StatusUpdateManager
+from substrate.convert import resources_to_pb
+from substrate.resources import Resources
+from substrate.v1 import pb
+
+log = logging.getLogger(__name__)
+
+# One UPDATE call carries statuses up to about this many bytes (a single larger one goes alone),
+# so batches stay well inside the master's gRPC message limit.
+UPDATE_BATCH_BYTES = 1024 * 1024
+DEFAULT_HEARTBEAT = 15.0
+
+S = pb.TaskStatus
+
+
+class AgentCore:
+    """Tasks, executors and status updates of one agent (see the module docstring).
+
+    Parameters
+    ----------
+    config : AgentConfig
+        Timing, sandbox root and payload limits.
+    resources : Resources
+        What this agent offers.
+    clock : callable
+        Monotonic clock for the status-update manager.
+    """
+
+    def __init__(self, config: AgentConfig, resources: Resources,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.resources = resources
+        self.address = ""
+        self.agent_id = ""
+        self.epoch = 0
+        self.heartbeat_interval = DEFAULT_HEARTBEAT
+        self.registered = asyncio.Event()
+        self.outbox: asyncio.Queue[pb.AgentCall] = asyncio.Queue()
+        self.on_shutdown: Optional[Callable[[], None]] = None
+        self.connected = False
+        self.tasks: dict[TaskKey, Task] = {}
+        self.executors: dict[ExecutorKey, Executor] = {}
+        self.frameworks: dict[str, pb.FrameworkInfo] = {}
+        self.updates: StatusUpdateManager[pb.TaskStatus] = StatusUpdateManager(
+            config.status_update_retry_initial, config.status_update_retry_max, clock)
+        self._clock = clock
+        self._flush_pending = False
+        self._retry_handle: Optional[asyncio.TimerHandle] = None
+        self._retry_at: Optional[float] = None
+        self._heartbeat_handle: Optional[asyncio.TimerHandle] = None
+        self._closed = False
+        self.launcher = Launcher(self)
+
+    # ------------------------------------------------------------------ master link seam
+
+    def agent_info(self) -> pb.AgentInfo:
+        """This agent as it presents itself to the master and to its executors."""
+        info = pb.AgentInfo(id=self.agent_id, hostname=self.config.hostname,
+                            address=self.address)
+        resources_to_pb(self.resources, info.resources)
+        info.attributes.update(self.config.attributes)
+        return info
+
+    def registration_call(self) -> pb.AgentCall:
+        """REGISTER (no id yet) or REREGISTER with every task, executor and framework known."""
+        if not self.agent_id:
+            call = pb.AgentCall(type=pb.AgentCall.REGISTER, epoch=self.epoch)
+            call.register.info.CopyFrom(self.agent_info())
+            return call
+        call = pb.AgentCall(type=pb.AgentCall.REREGISTER, epoch=self.epoch)
+        reg = call.register
+        reg.info.CopyFrom(self.agent_info())
+        for (fid, _), task in self.tasks.items():
+            state = reg.tasks.add(framework_id=fid)
+            state.info.CopyFrom(task.info)
+            if task.latest is not None:
+                state.latest.CopyFrom(task.latest)
+            else:
+                state.latest.CopyFrom(make_status(self.agent_id, fid, task.info.task_id,
+                                                  S.STAGING, executor_id=task.executor_id,
+                                                  uuid=b""))
+        for (fid, _), ex in self.executors.items():
+            reg.executors.add(framework_id=fid).info.CopyFrom(ex.info)
+        reg.frameworks.extend(self.frameworks.values())
+        return call
+
+    def link_lost(self) -> None:
+        """The master stream broke: stop sending; updates wait in the manager for the next link."""
+        self.connected = False
+        self._cancel_timers()
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
+
+    def send(self, call: pb.AgentCall) -> None:
+        """Queue a call for the master; dropped while not registered on a live link."""
+        if self.connected and not self._closed:
+            call.epoch = self.epoch
+            self.outbox.put_nowait(call)
+
+    def handle_master_event(self, event: pb.AgentEvent) -> None:
+        """Apply one event from the master. Events of an older epoch are dropped."""
+        if event.epoch < self.epoch:
+            log.info("dropping %s from old epoch %d (current %d)",
+                     pb.AgentEvent.Type.Name(event.type), event.epoch, self.epoch)
+            return
+        self.epoch = event.epoch
+        kind = event.type
+        E = pb.AgentEvent
+        if kind == E.REGISTERED:
+            self._on_registered(event.registered)
+        elif kind == E.RUN_TASKS:
+            self.launcher.run_tasks(event.run_tasks.framework, event.run_tasks.tasks)
+        elif kind == E.KILL_TASK:
+            self.launcher.kill_task(event.kill_task.framework_id, event.kill_task.task_id)
+        elif kind == E.ACKNOWLEDGE:
+            self._on_acknowledge(event.acknowledge)
+        elif kind == E.MESSAGE:
+            self._on_master_message(event.message)
+        elif kind == E.SHUTDOWN_FRAMEWORK:
+            self.launcher.shutdown_framework(event.shutdown_framework.framework_id)
+        elif kind == E.PING:
+            self.send(pb.AgentCall(type=pb.AgentCall.HEARTBEAT))
+        elif kind == E.SHUTDOWN:
+            log.warning("the master asked this agent to shut down")
+            if self.on_shutdown is not None:
+                self.on_shutdown()
+        else:
+            log.warning("ignoring agent event of unknown type %d", kind)
+
+    def _on_registered(self, reg: "pb.AgentEvent.Registered") -> None:
+        if self.agent_id and reg.agent_id != self.agent_id:
+            log.warning("master gave a new id %s (was %s): killing everything of the old one",
+                        reg.agent_id, self.agent_id)
+            self.launcher.wipe()
+        self.agent_id = reg.agent_id
+        self.heartbeat_interval = reg.heartbeat_interval_seconds or DEFAULT_HEARTBEAT
+        self.connected = True
+        self.registered.set()
+        self._schedule_heartbeat()
+        statuses = self.updates.resend_all()
+        self._send_statuses(statuses)
+        self._rearm_retry()
+        log.info("registered as %s (epoch %d, %d updates resent)",
+                 self.agent_id, self.epoch, len(statuses))
+
+    def _on_acknowledge(self, ack_event: "pb.AgentEvent.Acknowledge") -> None:
+        fid = ack_event.framework_id
+        forward: dict[ExecutorKey, list[pb.Ack]] = {}
+        for ack in ack_event.acks:
+            if ack.agent_id and self.agent_id and ack.agent_id != self.agent_id:
+                continue
+            key = (fid, ack.task_id)
+            done = self.updates.acknowledge(key, ack.uuid)
+            if done is None:
+                continue    # unknown or old uuid: a duplicate, harmless
+            if done.terminal:
+                self.tasks.pop(key, None)
+            status = done.payload
+            if status.source == S.EXECUTOR and status.executor_id:
+                forward.setdefault((fid, status.executor_id), []).append(ack)
+        for ex_key, acks in forward.items():
+            ex = self.executors.get(ex_key)
+            if ex is not None:
+                ev = executor_event(pb.ExecutorEvent.ACKNOWLEDGED)
+                ev.acknowledged.acks.extend(acks)
+                ex.push(ev)
+        self.schedule_flush()
+
+    def _on_master_message(self, msg: "pb.AgentEvent.Message") -> None:
+        ex = self.executors.get((msg.framework_id, msg.executor_id))
+        if ex is None:
+            log.info("dropping message for unknown executor %s/%s",
+                     msg.framework_id, msg.executor_id)
+            return
+        if len(msg.data) > self.config.max_payload_bytes:
+            log.warning("dropping message of %d bytes for %s/%s: above the %d-byte limit",
+                        len(msg.data), msg.framework_id, msg.executor_id,
+                        self.config.max_payload_bytes)
+            return
+        ev = executor_event(pb.ExecutorEvent.MESSAGE)
+        ev.message.data = msg.data
+        ex.push(ev)
+
+    # ------------------------------------------------------------------ status updates
+
+    def update(self, status: pb.TaskStatus) -> None:
+        """Record a new status (agent- or executor-made) and queue it for the master."""
+        key = (status.framework_id, status.task_id)
+        task = self.tasks.get(key)
+        if task is not None and task.state in TERMINAL:
+            log.debug("ignoring %s for terminal task %s", S.State.Name(status.state), key)
+            return
+        terminal = status.state in TERMINAL
+        if not self.updates.add(key, status.uuid, terminal, status):
+            return
+        if task is not None:
+            task.state = status.state
+            task.latest = status
+            if terminal:
+                if task.executor_id:
+                    ex = self.executors.get((key[0], task.executor_id))
+                    if ex is not None:
+                        ex.tasks.discard(task.info.task_id)
+        self.schedule_flush()
+
+    def status(self, framework_id: str, task_id: str, state: int, reason: int = 0,
+               message: str = "", executor_id: str = "") -> None:
+        """Make an agent-sourced status for a task and :meth:`update` it."""
+        self.update(make_status(self.agent_id, framework_id, task_id, state, reason, message,
+                                executor_id))
+
+    def schedule_flush(self) -> None:
+        """Send due updates soon, once per loop iteration, so they travel in one batch."""
+        if not self._flush_pending and not self._closed:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if not self.connected or self._closed:
+            return
+        self._send_statuses(self.updates.due())
+        self._rearm_retry()
+
+    def _send_statuses(self, statuses: list[pb.TaskStatus]) -> None:
+        batch: list[pb.TaskStatus] = []
+        size = 0
+        for st in statuses:
+            if batch and size + len(st.data) > UPDATE_BATCH_BYTES:
+                self._send_update_call(batch)
+                batch, size = [], 0
+            batch.append(st)
+            size += len(st.data) + 128
+        if batch:
+            self._send_update_call(batch)
+
+    def _send_update_call(self, statuses: list[pb.TaskStatus]) -> None:
+        call = pb.AgentCall(type=pb.AgentCall.UPDATE)
+        call.update.statuses.extend(statuses)
+        self.send(call)
+
+    def _rearm_retry(self) -> None:
+        deadline = self.updates.next_deadline()
+        if deadline == self._retry_at and self._retry_handle is not None:
+            return
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
+        self._retry_at = deadline
+        if deadline is not None and self.connected:
+            delay = max(0.0, deadline - self._clock())
+            self._retry_handle = asyncio.get_running_loop().call_later(delay, self._retry_fire)
+
+    def _retry_fire(self) -> None:
+        self._retry_handle = None
+        self._retry_at = None
+        self._flush()
+
+    def _schedule_heartbeat(self) -> None:
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
+        self._heartbeat_handle = asyncio.get_running_loop().call_later(
+            self.heartbeat_interval, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self._heartbeat_handle = None
+        if self.connected and not self._closed:
+            self.send(pb.AgentCall(type=pb.AgentCall.HEARTBEAT))
+            self._schedule_heartbeat()
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._retry_handle, self._heartbeat_handle):
+            if handle is not None:
+                handle.cancel()
+        self._retry_handle = self._heartbeat_handle = None
+        self._retry_at = None
+
+    # ------------------------------------------------------------------ executor seam
+
+    def executor_call(self, ex: Executor, call: pb.ExecutorCall) -> None:
+        """Apply one call from a subscribed executor's stream."""
+        if call.type == pb.ExecutorCall.UPDATE:
+            for st in call.update.statuses:
+                self._executor_update(ex, st)
+        elif call.type == pb.ExecutorCall.MESSAGE:
+            data = call.message.data
+            if len(data) > self.config.max_payload_bytes:
+                self.executor_error(ex, f"framework message of {len(data)} bytes refused: the "
+                                        f"limit is {self.config.max_payload_bytes} bytes")
+                return
+            out = pb.AgentCall(type=pb.AgentCall.MESSAGE)
+            out.message.framework_id, out.message.executor_id = ex.framework_id, ex.executor_id
+            out.message.data = data
+            self.send(out)
+        elif call.type == pb.ExecutorCall.SUBSCRIBE:
+            log.debug("ignoring a repeated SUBSCRIBE from %s", ex.key)
+        else:
+            self.executor_error(ex, f"unknown executor call type {call.type}")
+
+    def _executor_update(self, ex: Executor, st: pb.TaskStatus) -> None:
+        task = self.tasks.get((ex.framework_id, st.task_id))
+        if task is None or task.executor_id != ex.executor_id:
+            log.info("executor %s sent an update for unknown task %r", ex.key, st.task_id)
+            return
+        if len(st.data) > self.config.max_payload_bytes:
+            self.executor_error(ex, f"status update for task {st.task_id!r} refused: data of "
+                                    f"{len(st.data)} bytes exceeds the limit of "
+                                    f"{self.config.max_payload_bytes} bytes")
+            return
+        if st.state == S.UNKNOWN or st.state not in S.State.values():
+            self.executor_error(ex, f"status update for task {st.task_id!r} refused: bad state")
+            return
+        if not st.uuid:
+            st.uuid = os.urandom(16)
+        elif self.updates.has((ex.framework_id, st.task_id), st.uuid):
+            return   # a resend after the executor reconnected
+        st.framework_id, st.executor_id, st.agent_id = ex.framework_id, ex.executor_id, self.agent_id
+        st.source = S.EXECUTOR
+        if not st.timestamp:
+            st.timestamp = time.time()
+        self.update(st)
+
+    def executor_error(self, ex: Executor, message: str) -> None:
+        """Tell an executor that something it sent was refused."""
+        log.warning("executor %s: %s", ex.key, message)
+        ev = executor_event(pb.ExecutorEvent.ERROR)
+        ev.error.message = message
+        ex.push(ev)
+
+    # ------------------------------------------------------------------ inspection and end
+
+    def snapshot(self) -> dict:
+        """A JSON-able picture of executors, tasks and pending updates."""
+        return {
+            "agent_id": self.agent_id,
+            "address": self.address,
+            "hostname": self.config.hostname,
+            "connected": self.connected,
+            "epoch": self.epoch,
+            "resources": self.resources.to_dict(),
+            "frameworks": sorted(self.frameworks),
+            "executors": [
+                {"framework_id": ex.framework_id, "executor_id": ex.executor_id,
+                 "pid": ex.proc.pid if ex.proc else None, "subscribed": ex.subscribed,
+                 "sandbox": str(ex.sandbox), "tasks": sorted(ex.tasks)}
+                for ex in self.executors.values()
+            ],
+            "tasks": [
+                {"framework_id": fid, "task_id": tid, "executor_id": t.executor_id,
+                 "state": S.State.Name(t.state),
+                 "pid": t.proc.pid if t.proc is not None else None}
+                for (fid, tid), t in self.tasks.items()
+            ],
+            "pending_status_updates": len(self.updates),
+        }
+
+    def close(self) -> None:
+        """Stop timers and sending; executors' queues are closed so their streams end."""
+        self._closed = True
+        self.connected = False
+        self._cancel_timers()
+        for ex in self.executors.values():
+            ex.close()
+

@@ -1,0 +1,263 @@
+"""The agent daemon's edges: its gRPC server for executors, its link to the master, ``main``.
+
+This module owns I/O only. The executor service authenticates each executor's SUBSCRIBE and
+pumps its stream in both directions; the master link opens ``Master.Agent``, registers (or
+re-registers), feeds every event to :meth:`AgentCore.handle_master_event`, drains
+:attr:`AgentCore.outbox`, and reconnects with capped exponential backoff forever while executors
+keep running. Everything the agent decides is in :mod:`substrate.agent.core` and
+:mod:`substrate.agent.launcher`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Optional
+
+import grpc
+
+from substrate.agent.config import AgentConfig
+from substrate.agent.core import AgentCore
+from substrate.agent.records import Executor, executor_event
+from substrate.agent.resources_probe import probe
+from substrate.errors import ClusterError
+from substrate.v1 import pb, rpc
+
+log = logging.getLogger(__name__)
+_FIRST_BACKOFF = 0.05
+
+
+class _ExecutorService(rpc.AgentServicer):
+    """``Agent.Executor``: one bidirectional stream per executor process."""
+
+    def __init__(self, core: AgentCore) -> None:
+        self.core = core
+
+    async def Executor(self, request_iterator, context):  # noqa: N802 (gRPC method name)
+        first = await context.read()
+        if first is grpc.aio.EOF or first.type != pb.ExecutorCall.SUBSCRIBE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first call on an executor stream must be SUBSCRIBE")
+        ex, error = self.core.launcher.executor_subscribe(first.subscribe)
+        if ex is None:
+            log.warning("%s (from %s)", error, context.peer())
+            refusal = executor_event(pb.ExecutorEvent.ERROR)
+            refusal.error.message = error
+            await context.write(refusal)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, error)
+        session = ex.session
+        reader = asyncio.ensure_future(self._read(context, ex, session))
+        try:
+            while True:
+                while ex.events and ex.session == session:
+                    await context.write(ex.events.popleft())
+                if ex.session != session or ex.closed or reader.done():
+                    break
+                ex.wake.clear()
+                await ex.wake.wait()
+        finally:
+            reader.cancel()
+
+    async def _read(self, context, ex: Executor, session: int) -> None:
+        try:
+            while ex.session == session and not ex.closed:
+                call = await context.read()
+                if call is grpc.aio.EOF:
+                    break
+                self.core.executor_call(ex, call)
+        except (grpc.RpcError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("executor %s: bad call", ex.key)
+        finally:
+            ex.wake.set()   # let the writer notice the stream is over
+
+
+class Agent:
+    """An agent daemon: runs tasks and executors for the master, inside a running asyncio loop.
+
+    Parameters
+    ----------
+    config : AgentConfig
+        Where the master is, what to offer, timings.
+
+    Examples
+    --------
+    The embedded cluster starts agents like this (a master must be listening on ``master``)::
+
+        agent = Agent(AgentConfig(master="127.0.0.1:5050", work_dir="/tmp/agent0"))
+        await agent.start()
+        await asyncio.wait_for(agent.registered.wait(), 20)
+        print(agent.agent_id, agent.address, agent.snapshot()["tasks"])
+        await agent.stop()
+    """
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config.validate()
+        resources = config.resources if config.resources is not None else probe(config.work_dir)
+        self.core = AgentCore(config, resources)
+        self.core.on_shutdown = self._shutdown_requested
+        self.stopped = asyncio.Event()
+        self._server: Optional[grpc.aio.Server] = None
+        self._link: Optional[asyncio.Task] = None
+        self._stopping = False
+        self._stop_job: Optional[asyncio.Task] = None
+
+    # ------------------------------------------------------------------ public surface
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the agent's own gRPC server (empty before :meth:`start`)."""
+        return self.core.address
+
+    @property
+    def agent_id(self) -> str:
+        """The id the master gave this agent (empty before registration)."""
+        return self.core.agent_id
+
+    @property
+    def registered(self) -> asyncio.Event:
+        """Set once the master has registered this agent."""
+        return self.core.registered
+
+    @property
+    def outbox(self) -> "asyncio.Queue[pb.AgentCall]":
+        """Calls waiting for the master link (read it directly when ``config.master`` is empty)."""
+        return self.core.outbox
+
+    def handle_master_event(self, event: pb.AgentEvent) -> None:
+        """Apply one event as if the master had sent it (the master link calls this)."""
+        self.core.handle_master_event(event)
+
+    def snapshot(self) -> dict:
+        """A JSON-able view: agent id, resources, executors, tasks with their states."""
+        return self.core.snapshot()
+
+    async def start(self) -> None:
+        """Start the executor server on ``config.host:config.port``, then the master link."""
+        if self._server is not None:
+            raise ClusterError("agent already started")
+        os.makedirs(self.config.work_dir, exist_ok=True)
+        limit = self.config.grpc_message_limit
+        self._server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
+        ])
+        rpc.add_AgentServicer_to_server(_ExecutorService(self.core), self._server)
+        bind = f"{self.config.host}:{self.config.port}"
+        try:
+            port = self._server.add_insecure_port(bind)
+        except RuntimeError as exc:
+            raise ClusterError(f"agent cannot listen on {bind}: {exc}") from None
+        await self._server.start()
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = self.config.hostname
+        self.core.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("agent serving executors on %s", self.core.address)
+        if self.config.master:
+            self._link = asyncio.ensure_future(self._master_link())
+
+    async def stop(self, kill_executors: bool = True) -> None:
+        """Leave the master, optionally shut every executor down, stop the server."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        try:
+            if self._link is not None:
+                self._link.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._link
+            self.core.link_lost()
+            if kill_executors:
+                await self.core.launcher.shutdown_all(self.config.executor_shutdown_grace)
+            self.core.close()
+            if self._server is not None:
+                await self._server.stop(0.2)
+        finally:
+            self.stopped.set()
+
+    def _shutdown_requested(self) -> None:
+        if self._stop_job is None:
+            self._stop_job = asyncio.ensure_future(self.stop(kill_executors=True))
+
+    # ------------------------------------------------------------------ master link
+
+    async def _master_link(self) -> None:
+        backoff = _FIRST_BACKOFF
+        limit = self.config.grpc_message_limit
+        options = [("grpc.max_receive_message_length", limit),
+                   ("grpc.max_send_message_length", limit)]
+        while not self._stopping:
+            channel = grpc.aio.insecure_channel(self.config.master, options=options)
+            try:
+                call = rpc.MasterStub(channel).Agent()
+                await call.write(self.core.registration_call())
+                writer = asyncio.ensure_future(self._drain_outbox(call))
+                try:
+                    while True:
+                        event = await call.read()
+                        if event is grpc.aio.EOF:
+                            log.warning("the master closed the agent stream")
+                            break
+                        backoff = _FIRST_BACKOFF
+                        self.core.handle_master_event(event)
+                finally:
+                    writer.cancel()
+            except asyncio.CancelledError:
+                raise
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                log.info("master %s unreachable (%s); retrying in %.2f s",
+                         self.config.master, code, backoff)
+            except Exception:
+                log.exception("master link failed; retrying in %.2f s", backoff)
+            finally:
+                self.core.link_lost()
+                with contextlib.suppress(Exception):
+                    await channel.close(None)
+            if self._stopping:
+                break
+            await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
+            backoff = min(backoff * 2, max(self.config.reconnect_backoff_max, _FIRST_BACKOFF))
+
+    async def _drain_outbox(self, call) -> None:
+        outbox = self.core.outbox
+        try:
+            while True:
+                await call.write(await outbox.get())
+        except (asyncio.CancelledError, grpc.RpcError):
+            pass
+        except Exception:
+            log.exception("writing to the master failed")
+
+
+def main(config: AgentConfig) -> int:
+    """Run an agent until SIGINT/SIGTERM or the master's SHUTDOWN; returns the exit code.
+
+    Examples
+    --------
+    ``offerpool agent --master host:5050`` calls ``main(AgentConfig(master="host:5050"))``.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> int:
+        agent = Agent(config)
+        await agent.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(agent.stopped.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        await agent.stop(kill_executors=True)
+        return 0
+
+    return asyncio.run(run())

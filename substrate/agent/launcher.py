@@ -1,0 +1,327 @@
+"""Launching and killing: command tasks, executors, their exits and their shutdowns.
+
+This module owns the life of the agent's children as the master's events drive it: validating
+ids before they become paths, running command tasks, starting an executor (with its secret
+token) or reusing a running one, queueing tasks until the executor subscribes, registration
+timeouts, executor exits, kills with a grace period, framework shutdowns, and forgetting
+everything when the master gives the agent a new identity. It reports through
+:meth:`AgentCore.status` and :meth:`AgentCore.send`; the records and the status-update manager
+belong to :class:`~substrate.agent.core.AgentCore`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import secrets
+from typing import TYPE_CHECKING, Iterable, Optional
+
+from substrate.agent.processes import ChildProcess, describe_exit, is_safe_id, sandbox_path, spawn
+from substrate.agent.records import TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event
+from substrate.v1 import pb
+
+if TYPE_CHECKING:
+    from substrate.agent.core import AgentCore
+
+log = logging.getLogger(__name__)
+S = pb.TaskStatus
+EV = pb.ExecutorEvent
+
+
+class Launcher:
+    """The agent's process side; one per :class:`~substrate.agent.core.AgentCore`."""
+
+    def __init__(self, core: "AgentCore") -> None:
+        self.core = core
+        self._background: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ RUN_TASKS
+
+    def run_tasks(self, framework: pb.FrameworkInfo, tasks: Iterable[pb.TaskInfo]) -> None:
+        """Start every task of a RUN_TASKS event; invalid ones get ERROR / TASK_INVALID."""
+        core = self.core
+        fid = framework.id
+        if is_safe_id(fid):
+            core.frameworks[fid] = framework
+        groups: dict[ExecutorKey, list[pb.TaskInfo]] = {}
+        for task in tasks:
+            key = (fid, task.task_id)
+            if key in core.tasks:
+                log.warning("ignoring a second launch of known task %s", key)
+                continue
+            problem = self._invalid(fid, task)
+            executor_id = task.executor.executor_id if task.HasField("executor") else ""
+            if problem:
+                core.status(fid, task.task_id, S.ERROR, S.TASK_INVALID, problem, executor_id)
+                continue
+            core.tasks[key] = Task(task, fid, executor_id)
+            if executor_id:
+                groups.setdefault((fid, executor_id), []).append(task)
+            else:
+                self._run_command(fid, task)
+        for ex_key, group in groups.items():
+            self._launch_in_executor(framework, ex_key, group)
+
+    @staticmethod
+    def _invalid(fid: str, task: pb.TaskInfo) -> Optional[str]:
+        if not is_safe_id(fid):
+            return f"invalid framework id {fid!r}"
+        if not is_safe_id(task.task_id):
+            return f"invalid task id {task.task_id!r}"
+        has_executor, has_command = task.HasField("executor"), task.HasField("command")
+        if has_executor == has_command:
+            return "a task needs exactly one of 'executor' and 'command'"
+        if has_executor:
+            if not is_safe_id(task.executor.executor_id):
+                return f"invalid executor id {task.executor.executor_id!r}"
+            if not task.executor.command.value:
+                return "the executor has no command"
+        elif not task.command.value:
+            return "the command is empty"
+        return None
+
+    def _environment(self, fid: str, command: pb.CommandInfo, sandbox: str,
+                     extra: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(command.environment)
+        env.update({
+            "SUBSTRATE_AGENT_ID": self.core.agent_id, "SUBSTRATE_FRAMEWORK_ID": fid,
+            "SUBSTRATE_SANDBOX": sandbox,
+        })
+        env.update(extra)
+        return env
+
+    def _run_command(self, fid: str, info: pb.TaskInfo) -> None:
+        core = self.core
+        key = (fid, info.task_id)
+        try:
+            sandbox = sandbox_path(core.config.work_dir, fid, info.task_id)
+            env = self._environment(fid, info.command, str(sandbox),
+                                    {"SUBSTRATE_TASK_ID": info.task_id})
+            proc = spawn(info.command, sandbox, env)
+        except OSError as exc:
+            core.status(fid, info.task_id, S.FAILED, S.CONTAINER_LAUNCH_FAILED,
+                        f"cannot launch {info.command.value!r}: {exc}")
+            return
+        core.tasks[key].proc = proc
+        core.status(fid, info.task_id, S.RUNNING, message=f"pid {proc.pid}")
+        proc.exited.add_done_callback(lambda fut: self._command_exited(key, proc, fut.result()))
+
+    def _command_exited(self, key: TaskKey, proc: ChildProcess, code: int) -> None:
+        task = self.core.tasks.get(key)
+        if task is None or task.proc is not proc or task.state in TERMINAL:
+            return
+        how = describe_exit(code)
+        if task.killing:
+            self.core.status(*key, S.KILLED, task.kill_reason, how)
+        elif code == 0:
+            self.core.status(*key, S.FINISHED, message=how)
+        else:
+            self.core.status(*key, S.FAILED, S.COMMAND_EXECUTOR_FAILED, how)
+
+    # ------------------------------------------------------------------ executors
+
+    def _launch_in_executor(self, framework: pb.FrameworkInfo, key: ExecutorKey,
+                            tasks: list[pb.TaskInfo]) -> None:
+        core = self.core
+        ex = core.executors.get(key)
+        if ex is not None and ex.shutting_down:
+            for t in tasks:
+                core.status(key[0], t.task_id, S.DROPPED, S.EXECUTOR_SHUTDOWN,
+                            "the executor is shutting down", key[1])
+            return
+        if ex is None:
+            ex = self._start_executor(framework, tasks[0].executor)
+            if ex is None:
+                return  # launch failure already reported below
+        ex.tasks.update(t.task_id for t in tasks)
+        if ex.subscribed:
+            ev = executor_event(EV.LAUNCH)
+            ev.launch.tasks.extend(tasks)
+            ex.push(ev)
+        else:
+            ex.pending.extend(tasks)
+
+    def _start_executor(self, framework: pb.FrameworkInfo,
+                        info: pb.ExecutorInfo) -> Optional[Executor]:
+        core = self.core
+        fid, eid = framework.id, info.executor_id
+        token = secrets.token_urlsafe(32)
+        sandbox = sandbox_path(core.config.work_dir, fid, eid)
+        env = self._environment(fid, info.command, str(sandbox), {
+            "SUBSTRATE_AGENT_ENDPOINT": core.address, "SUBSTRATE_EXECUTOR_ID": eid,
+            "SUBSTRATE_EXECUTOR_TOKEN": token,
+            "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
+        })
+        try:
+            proc = spawn(info.command, sandbox, env)
+        except OSError as exc:
+            message = f"cannot launch executor {eid!r} ({info.command.value!r}): {exc}"
+            for (tfid, tid), task in list(core.tasks.items()):
+                if tfid == fid and task.executor_id == eid and task.state not in TERMINAL:
+                    core.status(fid, tid, S.FAILED, S.CONTAINER_LAUNCH_FAILED, message, eid)
+            return None
+        ex = Executor(fid, eid, info, token, sandbox, proc)
+        core.executors[ex.key] = ex
+        ex.registration_timer = asyncio.get_running_loop().call_later(
+            core.config.executor_registration_timeout, self._registration_timeout, ex)
+        proc.exited.add_done_callback(lambda fut: self._executor_exited(ex, fut.result()))
+        log.info("started executor %s/%s as pid %d", fid, eid, proc.pid)
+        return ex
+
+    def executor_subscribe(self, sub: "pb.ExecutorCall.Subscribe") -> tuple[Optional[Executor], str]:
+        """Authenticate a SUBSCRIBE; on success queue SUBSCRIBED and the waiting tasks first."""
+        core = self.core
+        ex = core.executors.get((sub.framework_id, sub.executor_id))
+        if ex is None or ex.closed or not hmac.compare_digest(ex.token.encode(),
+                                                              sub.token.encode()):
+            return None, (f"subscription of executor {sub.executor_id!r} refused: unknown "
+                          f"executor or wrong token")
+        ex.session += 1
+        ex.subscribed = True
+        if ex.registration_timer is not None:
+            ex.registration_timer.cancel()
+            ex.registration_timer = None
+        first = executor_event(EV.SUBSCRIBED)
+        first.subscribed.executor.CopyFrom(ex.info)
+        first.subscribed.executor.framework_id = ex.framework_id
+        framework = core.frameworks.get(ex.framework_id)
+        if framework is not None:
+            first.subscribed.framework.CopyFrom(framework)
+        first.subscribed.agent.CopyFrom(core.agent_info())
+        head = [first]
+        if ex.pending:
+            launch = executor_event(EV.LAUNCH)
+            launch.launch.tasks.extend(ex.pending)
+            ex.pending = []
+            head.append(launch)
+        if ex.shutting_down:
+            head.append(executor_event(EV.SHUTDOWN))
+        ex.events.extendleft(reversed(head))
+        ex.wake.set()
+        return ex, ""
+
+    def _registration_timeout(self, ex: Executor) -> None:
+        ex.registration_timer = None
+        if ex.subscribed or ex.closed:
+            return
+        timeout = self.core.config.executor_registration_timeout
+        log.warning("executor %s did not subscribe within %g s; killing it", ex.key, timeout)
+        self._fail_tasks(ex, S.FAILED, S.EXECUTOR_REGISTRATION_TIMEOUT,
+                         f"executor did not subscribe within {timeout:g} s")
+        ex.pending = []
+        if ex.proc is not None:
+            ex.proc.kill()
+
+    def _fail_tasks(self, ex: Executor, state: int, reason: int, message: str) -> None:
+        for tid in list(ex.tasks):
+            self.core.status(ex.framework_id, tid, state, reason, message, ex.executor_id)
+
+    def _executor_exited(self, ex: Executor, code: int) -> None:
+        core = self.core
+        if core.executors.get(ex.key) is not ex:
+            return  # forgotten on purpose (new agent id, or stopped)
+        del core.executors[ex.key]
+        how = describe_exit(code)
+        log.info("executor %s %s", ex.key, how)
+        self._fail_tasks(ex, S.FAILED, S.EXECUTOR_TERMINATED, f"executor {how}")
+        ex.close()
+        call = pb.AgentCall(type=pb.AgentCall.EXECUTOR_EXITED)
+        call.executor_exited.framework_id = ex.framework_id
+        call.executor_exited.executor_id = ex.executor_id
+        call.executor_exited.status = code
+        core.send(call)
+
+    # ------------------------------------------------------------------ kills
+
+    def kill_task(self, fid: str, tid: str) -> None:
+        """KILL_TASK: signal a command task, ask an executor, or report what is known."""
+        core = self.core
+        task = core.tasks.get((fid, tid))
+        if task is None:
+            core.status(fid, tid, S.DROPPED, S.TASK_UNKNOWN, "no such task on this agent")
+            return
+        if task.state in TERMINAL or task.killing:
+            return
+        if not task.executor_id:
+            task.killing = True
+            if task.proc is not None:
+                self._spawn_background(task.proc.terminate(core.config.executor_shutdown_grace))
+            return
+        ex = core.executors.get((fid, task.executor_id))
+        if ex is None or ex.closed:
+            core.status(fid, tid, S.KILLED, S.TASK_KILLED, "its executor is gone",
+                        task.executor_id)
+            return
+        for i, queued in enumerate(ex.pending):
+            if queued.task_id == tid:
+                del ex.pending[i]
+                core.status(fid, tid, S.KILLED, S.TASK_KILLED_DURING_LAUNCH,
+                            "killed before its executor subscribed", task.executor_id)
+                return
+        task.killing = True
+        ev = executor_event(EV.KILL)
+        ev.kill.task_id = tid
+        ex.push(ev)
+
+    def shutdown_framework(self, fid: str) -> None:
+        """SHUTDOWN_FRAMEWORK: every task KILLED (FRAMEWORK_REMOVED); executors shut down."""
+        core = self.core
+        grace = core.config.executor_shutdown_grace
+        for (tfid, tid), task in list(core.tasks.items()):
+            if tfid != fid or task.state in TERMINAL:
+                continue
+            core.status(fid, tid, S.KILLED, S.FRAMEWORK_REMOVED, "the framework was removed",
+                        task.executor_id)
+            if task.proc is not None:
+                task.killing, task.kill_reason = True, S.FRAMEWORK_REMOVED
+                self._spawn_background(task.proc.terminate(grace))
+        for ex in [e for e in core.executors.values() if e.framework_id == fid]:
+            self._spawn_background(self._shutdown_executor(ex, grace))
+        core.frameworks.pop(fid, None)
+
+    async def _shutdown_executor(self, ex: Executor, grace: float) -> None:
+        if not ex.shutting_down:
+            ex.shutting_down = True
+            ex.pending = []
+            if ex.subscribed:
+                ex.push(executor_event(EV.SHUTDOWN))
+        if ex.proc is None:
+            return
+        if not ex.subscribed:
+            ex.proc.kill()  # nobody to ask politely
+        try:
+            await asyncio.wait_for(ex.proc.wait(), grace)
+        except asyncio.TimeoutError:
+            log.warning("executor %s ignored SHUTDOWN for %g s; killing it", ex.key, grace)
+        ex.proc.kill()
+        await ex.proc.wait()
+
+    def wipe(self) -> None:
+        """Kill every child and forget every task, executor and update, reporting nothing."""
+        core = self.core
+        for ex in core.executors.values():
+            ex.close()
+            if ex.proc is not None:
+                ex.proc.kill()
+        for task in core.tasks.values():
+            if task.proc is not None:
+                task.proc.kill()
+        core.executors.clear()
+        core.tasks.clear()
+        core.frameworks.clear()
+        core.updates.clear()
+
+    async def shutdown_all(self, grace: float) -> None:
+        """Shut every executor down and terminate every command task (agent stop)."""
+        jobs = [self._shutdown_executor(ex, grace) for ex in list(self.core.executors.values())]
+        jobs += [t.proc.terminate(grace) for t in self.core.tasks.values()
+                 if t.proc is not None and not t.proc.exited.done()]
+        if jobs:
+            await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), grace + 10)
+
+    def _spawn_background(self, coro) -> None:
+        job = asyncio.ensure_future(coro)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)

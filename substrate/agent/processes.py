@@ -1,0 +1,199 @@
+"""Child processes of the agent: sandboxes, spawning, exit watching and group kills.
+
+This module owns how a task's or an executor's program becomes an OS process: the sandbox
+directory (``work_dir/sandboxes/<framework_id>/<name>/``, never built from an unsafe id), the
+argv (``/bin/sh -c`` for shell commands), a new session and process group per child, stdout and
+stderr captured to files in the sandbox, and killing the *whole group* (SIGTERM, grace, SIGKILL).
+Exit is observed without threads where Linux allows it (a pidfd in the event loop), with one
+waiting thread per child elsewhere. What a process *means* (task states, executors, status
+updates) is left to :mod:`substrate.agent.core`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Mapping, Optional
+
+from substrate.errors import InvalidRequest
+from substrate.v1 import pb
+
+log = logging.getLogger(__name__)
+
+_BAD_ID_CHARS = ("/", "\\", "\0")
+
+
+def is_safe_id(value: str) -> bool:
+    """True when an id may name a directory: non-empty, no separators or NUL, not ``.``/``..``.
+
+    Examples
+    --------
+    >>> is_safe_id("task-1"), is_safe_id("../etc"), is_safe_id(".."), is_safe_id("")
+    (True, False, False, False)
+    """
+    if not value or value in (".", ".."):
+        return False
+    return not any(c in value for c in _BAD_ID_CHARS)
+
+
+def sandbox_path(work_dir: str | os.PathLike[str], framework_id: str, name: str) -> Path:
+    """The sandbox of an executor or command task, ``work_dir/sandboxes/<framework>/<name>``.
+
+    Raises
+    ------
+    InvalidRequest
+        When either id could escape the sandbox root.
+
+    Examples
+    --------
+    >>> str(sandbox_path("/var/lib/agent", "fw-1", "exec-0"))
+    '/var/lib/agent/sandboxes/fw-1/exec-0'
+    >>> sandbox_path("/w", "fw", "..")
+    Traceback (most recent call last):
+    ...
+    substrate.errors.InvalidRequest: unsafe id for a sandbox path: '..'
+    """
+    for part in (framework_id, name):
+        if not is_safe_id(part):
+            raise InvalidRequest(f"unsafe id for a sandbox path: {part!r}")
+    return Path(work_dir) / "sandboxes" / framework_id / name
+
+
+def command_argv(command: "pb.CommandInfo") -> list[str]:
+    """The argv for a :class:`CommandInfo`: ``/bin/sh -c value`` or ``[value, *arguments]``."""
+    if command.shell:
+        return ["/bin/sh", "-c", command.value]
+    return [command.value, *command.arguments]
+
+
+def describe_exit(returncode: int) -> str:
+    """Human text for a ``Popen``-style return code (negative: killed by that signal).
+
+    Examples
+    --------
+    >>> describe_exit(3), describe_exit(-9)
+    ('exited with status 3', 'killed by signal SIGKILL')
+    """
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by signal {name}"
+    return f"exited with status {returncode}"
+
+
+class ChildProcess:
+    """A spawned child in its own session and process group, with an awaitable exit.
+
+    Create with :func:`spawn`. ``exited`` resolves to the ``Popen`` return code (negative for a
+    signal) once the child is reaped; afterwards any processes left in its group are SIGKILLed
+    so nothing outlives the task.
+    """
+
+    def __init__(self, popen: "subprocess.Popen[bytes]", sandbox: Path,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.pgid = popen.pid          # start_new_session: the child leads its own group
+        self.sandbox = sandbox
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self._loop = loop
+        self._pidfd: Optional[int] = None
+        self._watch()
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The return code once exited, else None."""
+        return self.exited.result() if self.exited.done() else None
+
+    def signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to the whole process group; False when the group is already gone."""
+        try:
+            os.killpg(self.pgid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    async def wait(self) -> int:
+        """Wait for the child to exit and return its return code."""
+        return await asyncio.shield(self.exited)
+
+    async def terminate(self, grace: float) -> int:
+        """SIGTERM the group, SIGKILL it after ``grace`` seconds if the child is still alive."""
+        if not self.exited.done():
+            self.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), grace)
+            except asyncio.TimeoutError:
+                self.signal_group(signal.SIGKILL)
+        code = await self.wait()
+        self.signal_group(signal.SIGKILL)  # stragglers that survived their leader
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once."""
+        self.signal_group(signal.SIGKILL)
+
+    # ------------------------------------------------------------------ exit watching
+
+    def _watch(self) -> None:
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                self._pidfd = pidfd_open(self.pid)
+                self._loop.add_reader(self._pidfd, self._on_pidfd)
+                return
+            except (OSError, NotImplementedError, ValueError):
+                if self._pidfd is not None:
+                    os.close(self._pidfd)
+                self._pidfd = None
+        # No pidfd (old kernel, non-Linux): one thread blocks in waitpid for this child.
+        self._loop.run_in_executor(None, self.popen.wait).add_done_callback(
+            lambda fut: self._loop.call_soon_threadsafe(self._finish))
+
+    def _on_pidfd(self) -> None:
+        if self.popen.poll() is None:   # spurious wake-up
+            return
+        self._loop.remove_reader(self._pidfd)  # type: ignore[arg-type]
+        os.close(self._pidfd)  # type: ignore[arg-type]
+        self._pidfd = None
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.exited.done():
+            return
+        code = self.popen.returncode
+        if code is None:
+            code = self.popen.wait()
+        self.signal_group(signal.SIGKILL)
+        self.exited.set_result(code)
+
+
+def spawn(command: "pb.CommandInfo", sandbox: Path, env: Mapping[str, str],
+          loop: Optional[asyncio.AbstractEventLoop] = None) -> ChildProcess:
+    """Start ``command`` in ``sandbox`` (created if needed) as the leader of a new session.
+
+    ``env`` is the complete environment. Output goes to ``sandbox/stdout`` and
+    ``sandbox/stderr`` (appended, so a restarted executor keeps its history).
+
+    Raises
+    ------
+    OSError
+        When the sandbox cannot be made or the program cannot be executed.
+    """
+    loop = loop or asyncio.get_running_loop()
+    sandbox.mkdir(parents=True, exist_ok=True)
+    argv = command_argv(command)
+    if not argv[0]:
+        raise FileNotFoundError("empty command")
+    with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
+        popen = subprocess.Popen(
+            argv, cwd=sandbox, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            start_new_session=True, close_fds=True,
+        )
+    log.debug("spawned pid %d in %s: %s", popen.pid, sandbox, argv)
+    return ChildProcess(popen, sandbox, loop)

@@ -1,0 +1,109 @@
+"""What the agent remembers about a task and an executor, and small message helpers.
+
+This module owns the in-memory records (:class:`Task`, :class:`Executor`) and the helpers that
+make agent-sourced statuses and executor events. Behaviour lives in :mod:`substrate.agent.core`
+and :mod:`substrate.agent.launcher`.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from substrate.agent.processes import ChildProcess
+from substrate.types import TERMINAL_STATES
+from substrate.v1 import pb
+
+TaskKey = tuple[str, str]       # (framework_id, task_id)
+ExecutorKey = tuple[str, str]   # (framework_id, executor_id)
+
+#: Wire numbers of the terminal task states.
+TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
+#: Wire numbers of the states a live task can be in.
+ACTIVE = frozenset(pb.TaskStatus.State.values()) - TERMINAL - {pb.TaskStatus.UNKNOWN}
+
+
+@dataclass
+class Task:
+    """A task the agent knows, until its terminal update is acknowledged."""
+
+    info: pb.TaskInfo
+    framework_id: str
+    executor_id: str = ""                   # "" for a command task the agent runs itself
+    state: int = pb.TaskStatus.STAGING
+    latest: Optional[pb.TaskStatus] = None
+    proc: Optional[ChildProcess] = None     # command tasks only
+    killing: bool = False
+    kill_reason: int = pb.TaskStatus.TASK_KILLED
+
+
+@dataclass
+class Executor:
+    """A running executor process and the stream of events waiting for it.
+
+    ``events`` survives a broken executor stream: what could not be delivered waits for the
+    executor to subscribe again. Each subscription bumps ``session``, which retires the
+    writer of the previous stream.
+    """
+
+    framework_id: str
+    executor_id: str
+    info: pb.ExecutorInfo
+    token: str
+    sandbox: Path
+    proc: Optional[ChildProcess] = None
+    subscribed: bool = False
+    shutting_down: bool = False
+    closed: bool = False
+    session: int = 0
+    pending: list[pb.TaskInfo] = field(default_factory=list)   # waiting for SUBSCRIBE
+    tasks: set[str] = field(default_factory=set)               # non-terminal task ids
+    events: deque = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    registration_timer: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def key(self) -> ExecutorKey:
+        """``(framework_id, executor_id)``."""
+        return (self.framework_id, self.executor_id)
+
+    def push(self, event: pb.ExecutorEvent) -> None:
+        """Queue an event for the executor's stream."""
+        if not self.closed:
+            self.events.append(event)
+            self.wake.set()
+
+    def close(self) -> None:
+        """End the executor's stream (its process is gone or the agent is stopping)."""
+        self.closed = True
+        self.wake.set()
+        if self.registration_timer is not None:
+            self.registration_timer.cancel()
+            self.registration_timer = None
+
+
+def make_status(agent_id: str, framework_id: str, task_id: str, state: int, reason: int = 0,
+                message: str = "", executor_id: str = "",
+                uuid: Optional[bytes] = None) -> pb.TaskStatus:
+    """An agent-sourced status with a fresh uuid (pass ``uuid=b""`` for an unacknowledged one).
+
+    Examples
+    --------
+    >>> st = make_status("a1", "fw", "t1", pb.TaskStatus.FAILED, message="boom")
+    >>> (st.source == pb.TaskStatus.AGENT, len(st.uuid), st.framework_id)
+    (True, 16, 'fw')
+    """
+    return pb.TaskStatus(
+        task_id=task_id, state=state, reason=reason, source=pb.TaskStatus.AGENT,
+        message=message, agent_id=agent_id, executor_id=executor_id, timestamp=time.time(),
+        uuid=os.urandom(16) if uuid is None else uuid, framework_id=framework_id,
+    )
+
+
+def executor_event(kind: int) -> pb.ExecutorEvent:
+    """An empty executor event of the given type."""
+    return pb.ExecutorEvent(type=kind)

@@ -1,0 +1,219 @@
+"""The ``offerpool`` command: master, agent, up, status, run and demo.
+
+Argument parsing only; each sub-command calls into the package. ``--ready-json`` (used by
+:class:`substrate.LocalCluster` in process mode) prints one JSON line with the bound
+addresses once a daemon is serving.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite non-negative number: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offerpool", description=(
+        "offerpool: a resource-offer cluster manager with dataflow and genetic frameworks"))
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("master", help="run a master in the foreground")
+    m.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    m.add_argument("--port", type=int, default=5050)
+    m.add_argument("--http-port", type=int, default=5051, help="-1 disables /state and /metrics")
+    m.add_argument("--agent-heartbeat", type=_positive, default=15.0, help="seconds")
+    m.add_argument("--agent-missed-heartbeats", type=int, default=5)
+    m.add_argument("--offer-timeout", type=_positive, default=60.0, help="seconds; 0 disables")
+    m.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
+
+    a = sub.add_parser("agent", help="run an agent in the foreground")
+    a.add_argument("--master", required=True, help="HOST:PORT of the master")
+    a.add_argument("--host", default="127.0.0.1")
+    a.add_argument("--port", type=int, default=0)
+    a.add_argument("--work-dir", default=os.path.join(os.path.expanduser("~"), ".offerpool", "agent"))
+    a.add_argument("--cpus", type=_positive)
+    a.add_argument("--mem", type=_positive, help="MiB")
+    a.add_argument("--disk", type=_positive, help="MiB")
+    a.add_argument("--gpus", type=_positive)
+    a.add_argument("--ports", default="", help="port ranges, e.g. 31000-32000")
+    a.add_argument("--hostname")
+    a.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
+
+    u = sub.add_parser("up", help="a master and one local agent in the foreground")
+    u.add_argument("--port", type=int, default=5050)
+    u.add_argument("--http-port", type=int, default=5051)
+    u.add_argument("--agents", type=int, default=1)
+
+    s = sub.add_parser("status", help="show a master's agents, frameworks and tasks")
+    s.add_argument("--master", default="127.0.0.1:5050")
+    s.add_argument("--json", action="store_true", help="print the raw /state JSON")
+
+    r = sub.add_parser("run", help="run a shell command as N tasks and stream their output")
+    r.add_argument("--master", help="HOST:PORT (default: an embedded cluster)")
+    r.add_argument("-n", "--tasks", type=int, default=1)
+    r.add_argument("--cpus", type=_positive, default=0.1)
+    r.add_argument("--mem", type=_positive, default=32.0)
+    r.add_argument("--timeout", type=_positive)
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND...")
+
+    d = sub.add_parser("demo", help="start an embedded cluster and run real work through it")
+    d.add_argument("--agents", type=int, default=2)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return int(_COMMANDS[args.command](args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from substrate.errors import SubstrateError
+        if isinstance(exc, SubstrateError):
+            print(f"offerpool: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _master(args: argparse.Namespace) -> int:
+    from substrate.master import MasterConfig, main as master_main
+
+    config = MasterConfig(agent_heartbeat_interval=args.agent_heartbeat,
+                          agent_max_missed_heartbeats=args.agent_missed_heartbeats,
+                          offer_timeout=args.offer_timeout or None)
+
+    def ready(master) -> None:
+        info = {"address": master.address, "http": master.http_url}
+        if args.ready_json:
+            print(json.dumps(info), flush=True)
+        else:
+            print(f"master {master.core.master_id} on {master.address}; "
+                  f"state at {master.http_url}/state", flush=True)
+
+    return master_main(args.host, args.port, None if args.http_port < 0 else args.http_port,
+                       config, ready=ready)
+
+
+def _parse_ports(text: str) -> tuple:
+    ranges = []
+    for part in filter(None, text.split(",")):
+        begin, _, end = part.partition("-")
+        ranges.append((int(begin), int(end or begin)))
+    return tuple(ranges)
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from substrate.agent import AgentConfig, main as agent_main
+    from substrate.agent.resources_probe import probe_resources
+    from substrate.resources import Resources
+
+    resources = None
+    if any(v is not None for v in (args.cpus, args.mem, args.disk, args.gpus)) or args.ports:
+        probed = probe_resources(args.work_dir)
+        resources = Resources(
+            cpus=probed.cpus if args.cpus is None else args.cpus,
+            mem=probed.mem if args.mem is None else args.mem,
+            disk=probed.disk if args.disk is None else args.disk,
+            gpus=probed.gpus if args.gpus is None else args.gpus,
+            ports=_parse_ports(args.ports) if args.ports else probed.ports)
+    config = AgentConfig(master=args.master, host=args.host, port=args.port,
+                         work_dir=args.work_dir, resources=resources,
+                         hostname=args.hostname or None)
+
+    def ready(agent) -> None:
+        if args.ready_json:
+            print(json.dumps({"address": agent.address, "agent_id": agent.agent_id}), flush=True)
+        else:
+            print(f"agent {agent.agent_id} on {agent.address}, master {args.master}", flush=True)
+
+    return agent_main(config, ready=ready)
+
+
+def _up(args: argparse.Namespace) -> int:
+    import threading
+
+    from substrate.local import LocalCluster
+
+    cluster = LocalCluster(agents=args.agents)
+    cluster.start()
+    print(f"master  {cluster.master}\nstate   {cluster.dashboard_url}/state\n"
+          f"metrics {cluster.dashboard_url}/metrics\nagents  {args.agents}\n"
+          "Ctrl-C to stop.", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        cluster.stop()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import grpc
+
+    from substrate.v1 import pb, rpc
+
+    try:
+        with grpc.insecure_channel(args.master) as channel:
+            reply = rpc.MasterStub(channel).GetState(pb.StateRequest(), timeout=10)
+    except grpc.RpcError as exc:
+        print(f"offerpool: cannot reach the master at {args.master}: {exc.code().name}",
+              file=sys.stderr)
+        return 1
+    state = json.loads(reply.json)
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    print(f"master {state['master_id']} (epoch {state['epoch']})")
+    print(f"agents: {len(state['agents'])}")
+    for agent in state["agents"]:
+        res, used = agent["resources"], agent["used"]
+        print(f"  {agent['id']}  {agent['hostname']}  cpus {used['cpus']:g}/{res['cpus']:g}  "
+              f"mem {used['mem']:g}/{res['mem']:g} MiB  tasks {agent['tasks']}"
+              + ("" if agent["connected"] else "  (disconnected)"))
+    print(f"frameworks: {len(state['frameworks'])}")
+    for fw in state["frameworks"]:
+        print(f"  {fw['id']}  {fw['name']!r}  role {fw['role']}  share {fw['share']:.3f}  "
+              f"tasks {len(fw['tasks'])}" + ("" if fw["connected"] else "  (disconnected)"))
+        for task in fw["tasks"]:
+            print(f"    {task['id']}  {task['state']}  on {task['agent_id']}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from substrate.frameworks.run import run_command
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        print("offerpool run: give a command after --", file=sys.stderr)
+        return 2
+    result = run_command(cmd, args.tasks, master=args.master, cpus=args.cpus, mem=args.mem,
+                         timeout=args.timeout)
+    failed = [t for t, s in result.states.items() if s != "FINISHED"]
+    print(f"{len(result.states) - len(failed)}/{len(result.states)} tasks finished"
+          + (f"; failed: {', '.join(sorted(failed))}" if failed else ""))
+    return result.exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from substrate.demo import run_demo
+    return run_demo(agents=args.agents)
+
+
+_COMMANDS = {"master": _master, "agent": _agent, "up": _up, "status": _status, "run": _run,
+             "demo": _demo}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The scheduler driver's stream to the master: subscribe, dispatch events, fail over.
+
+Runs on the driver's own event loop (see :class:`substrate.scheduler.SchedulerDriver`).
+Owns reconnection with capped backoff, the epoch check (events from an older leader epoch
+are dropped), implicit acknowledgements and the implicit reconciliation after every
+subscription. Callbacks are invoked here, one at a time.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, AsyncIterator
+
+import grpc
+
+from substrate import convert
+from substrate.v1 import pb, rpc
+
+if TYPE_CHECKING:
+    from substrate.scheduler import SchedulerDriver
+
+log = logging.getLogger("substrate.scheduler")
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class _Fatal(Exception):
+    pass
+
+
+async def run_scheduler_stream(driver: "SchedulerDriver") -> None:
+    """Keep a subscription alive until the driver stops or the master refuses it."""
+    from substrate.scheduler import _STOP
+
+    backoff = 0.05
+    lost_at = None
+    epoch = 0
+    while True:
+        channel = grpc.aio.insecure_channel(driver.master, options=CHANNEL_OPTIONS)
+        stop_requested = False
+        try:
+            stop_requested, epoch = await _session(driver, channel, epoch)
+            backoff = 0.05
+            lost_at = None
+        except _Fatal as exc:
+            driver._fatal(str(exc))
+            _callback(driver, "error", str(exc))
+            stop_requested = True
+        except (grpc.RpcError, ConnectionError) as exc:
+            log.debug("scheduler stream to %s broke: %s", driver.master, exc)
+        finally:
+            await channel.close(grace=None)
+        if stop_requested:
+            return
+        # Drain a stop request that arrived while disconnected.
+        while not driver._queue.empty():
+            if driver._queue.get_nowait() is _STOP:
+                return
+        now = time.monotonic()
+        if lost_at is None:
+            lost_at = now
+            if driver.framework_id and driver._subscriptions:
+                _callback(driver, "disconnected")
+        if now - lost_at > driver.reconnect_timeout:
+            driver._fatal(f"lost the master at {driver.master} for over "
+                          f"{driver.reconnect_timeout} s")
+            _callback(driver, "error", f"cannot reach the master at {driver.master}")
+            return
+        try:
+            item = await asyncio.wait_for(driver._queue.get(), backoff)
+            if item is _STOP:
+                return
+            # Calls made while disconnected are dropped, as with a lost network message;
+            # the subscription's reconciliation recovers the task states.
+        except asyncio.TimeoutError:
+            pass
+        backoff = min(backoff * 2, 1.0)
+
+
+async def _session(driver: "SchedulerDriver", channel: grpc.aio.Channel,
+                   epoch: int) -> tuple[bool, int]:
+    """One subscription; returns (stop requested, highest epoch seen)."""
+    from substrate.scheduler import _STOP
+
+    stub = rpc.MasterStub(channel)
+    info = convert.framework_to_pb(driver.framework)
+    info.id = driver.framework_id
+    stop_flag = {"stop": False}
+
+    async def calls() -> AsyncIterator["pb.Call"]:
+        yield pb.Call(type=pb.Call.SUBSCRIBE, subscribe=pb.Call.Subscribe(framework_info=info))
+        while True:
+            item = await driver._queue.get()
+            if item is _STOP:
+                stop_flag["stop"] = True
+                return
+            item.framework_id = driver.framework_id
+            yield item
+
+    stream = stub.Scheduler(calls())
+    try:
+        async for event in stream:
+            if event.epoch < epoch:
+                continue  # a deposed leader's message
+            epoch = event.epoch
+            _dispatch(driver, event)
+    except grpc.aio.AioRpcError as exc:
+        if stop_flag["stop"]:
+            return True, epoch
+        raise
+    finally:
+        stream.cancel()
+    return stop_flag["stop"], epoch
+
+
+def _dispatch(driver: "SchedulerDriver", event: "pb.Event") -> None:
+    kind = event.type
+    if kind == pb.Event.UPDATE:
+        for msg in event.update.statuses:
+            status = convert.status_from_pb(msg)
+            _callback(driver, "status_update", status)
+            if driver.implicit_acknowledgements and status.uuid:
+                driver.acknowledge_status_update(status)
+    elif kind == pb.Event.OFFERS:
+        offers = [convert.offer_from_pb(o) for o in event.offers.offers]
+        _callback(driver, "resource_offers", offers)
+    elif kind == pb.Event.SUBSCRIBED:
+        first = not driver._subscriptions
+        driver._subscriptions += 1
+        driver.framework_id = event.subscribed.framework_id
+        driver.framework.id = driver.framework_id
+        driver.master_id = event.subscribed.master_id
+        driver.dashboard_url = event.subscribed.dashboard_url
+        driver._registered.set()
+        if first:
+            _callback(driver, "registered", driver.framework_id, driver.master_id)
+        else:
+            _callback(driver, "reregistered", driver.master_id)
+        driver.reconcile_tasks()  # implicit reconciliation after every subscription
+    elif kind == pb.Event.RESCIND:
+        _callback(driver, "offer_rescinded", event.rescind.offer_id)
+    elif kind == pb.Event.MESSAGE:
+        m = event.message
+        _callback(driver, "framework_message", m.agent_id, m.executor_id, m.data)
+    elif kind == pb.Event.FAILURE:
+        f = event.failure
+        if f.executor_id:
+            _callback(driver, "executor_lost", f.agent_id, f.executor_id, f.status)
+        else:
+            _callback(driver, "agent_lost", f.agent_id)
+    elif kind == pb.Event.ERROR:
+        if event.error.fatal:
+            raise _Fatal(event.error.message)
+        _callback(driver, "error", event.error.message)
+
+
+def _callback(driver: "SchedulerDriver", name: str, *args: object) -> None:
+    try:
+        getattr(driver.scheduler, name)(driver, *args)
+    except Exception:
+        # A framework bug must not kill the driver thread; it is logged with its traceback.
+        log.exception("scheduler callback %s raised", name)

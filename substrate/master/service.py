@@ -1,0 +1,246 @@
+"""The master's gRPC edge: scheduler and agent streams in, the core's outbox out.
+
+All state lives in :class:`~substrate.master.core.MasterCore` and is touched only from the
+event loop that runs this service, so no locks are needed. Each connected scheduler or agent
+has an outgoing queue; after every event the outbox is drained into those queues, and an
+allocation is scheduled on the loop when the core asks for one (allocation happens on events;
+the periodic tick only catches expiring timers).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import AsyncIterator, Optional
+
+import grpc
+
+from substrate.errors import InvalidRequest
+from substrate.master.calls import handle_call
+from substrate.master.core import MasterCore
+from substrate.master.state_view import state_snapshot
+from substrate.v1 import pb, rpc
+
+log = logging.getLogger("substrate.master")
+
+_CLOSE = object()
+
+
+class _Conn:
+    """One open stream: its outgoing queue and a generation number."""
+
+    __slots__ = ("queue", "generation")
+
+    def __init__(self, generation: int) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.generation = generation
+
+
+class MasterService(rpc.MasterServicer):
+    """Serves ``substrate.v1.Master`` for one :class:`MasterCore`."""
+
+    def __init__(self, core: MasterCore) -> None:
+        self.core = core
+        self.frameworks: dict[str, _Conn] = {}
+        self.agents: dict[str, _Conn] = {}
+        self._generation = 0
+        self._allocation_scheduled = False
+        self._tick_task: Optional[asyncio.Task] = None
+        self.dashboard_url = ""
+
+    # ------------------------------------------------------------------ plumbing
+    def start_timers(self) -> None:
+        self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
+
+    async def close(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        for conn in list(self.frameworks.values()) + list(self.agents.values()):
+            conn.queue.put_nowait(_CLOSE)
+
+    async def _ticker(self) -> None:
+        cfg = self.core.config
+        period = max(0.01, min(cfg.allocation_interval, cfg.agent_heartbeat_interval / 2,
+                               cfg.framework_heartbeat_interval / 2))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.core.tick()
+            except Exception:  # a timer bug must not stop the master
+                log.exception("master tick failed")
+            self.flush()
+
+    def flush(self) -> None:
+        """Deliver the core's outbox; schedule an allocation if one is pending."""
+        core = self.core
+        out, core.outbox = core.outbox, []
+        for kind, target, message in out:
+            if kind == "framework":
+                conn = self.frameworks.get(target)
+                if conn is not None:
+                    conn.queue.put_nowait(message)
+            elif kind in ("agent", "agent_after_register"):
+                conn = self.agents.get(target)
+                if conn is not None:
+                    conn.queue.put_nowait(message)
+            elif kind == "close_framework":
+                conn = self.frameworks.pop(target, None)
+                if conn is not None:
+                    if message is not None:
+                        conn.queue.put_nowait(message)
+                    conn.queue.put_nowait(_CLOSE)
+        if core.allocation_pending and not self._allocation_scheduled:
+            self._allocation_scheduled = True
+            asyncio.get_running_loop().call_soon(self._allocate)
+
+    def _allocate(self) -> None:
+        self._allocation_scheduled = False
+        try:
+            self.core.allocate()
+        except Exception:
+            log.exception("allocation failed")
+        self.flush()
+
+    def _next_generation(self) -> int:
+        self._generation += 1
+        return self._generation
+
+    # ------------------------------------------------------------------ schedulers
+    async def Scheduler(self, request_iterator: AsyncIterator["pb.Call"],
+                        context: grpc.aio.ServicerContext) -> AsyncIterator["pb.Event"]:
+        core = self.core
+        try:
+            first = await request_iterator.__anext__()
+        except (StopAsyncIteration, grpc.RpcError, asyncio.CancelledError):
+            return
+        if first.type != pb.Call.SUBSCRIBE:
+            yield core.event(pb.Event.ERROR, error=pb.Event.Error(
+                message="the first call must be SUBSCRIBE", call_type=first.type, fatal=True))
+            return
+        try:
+            fid = core.framework_subscribe(first.subscribe.framework_info)
+        except InvalidRequest as exc:
+            core.counters["invalid_calls"] += 1
+            yield core.event(pb.Event.ERROR, error=pb.Event.Error(
+                message=str(exc), call_type=pb.Call.SUBSCRIBE, fatal=True))
+            return
+        self.flush()  # a replaced scheduler's stream is closed by the outbox first
+        conn = _Conn(self._next_generation())
+        self.frameworks[fid] = conn
+        cfg = core.config
+        yield core.event(pb.Event.SUBSCRIBED, subscribed=pb.Event.Subscribed(
+            framework_id=fid, heartbeat_interval_seconds=cfg.framework_heartbeat_interval,
+            master_id=core.master_id, dashboard_url=self.dashboard_url))
+        reader = asyncio.get_running_loop().create_task(self._read_calls(fid, conn, request_iterator))
+        try:
+            while True:
+                item = await conn.queue.get()
+                if item is _CLOSE:
+                    break
+                yield item
+        finally:
+            reader.cancel()
+            if self.frameworks.get(fid) is conn:
+                del self.frameworks[fid]
+                core.framework_disconnected(fid)
+                self.flush()
+
+    async def _read_calls(self, fid: str, conn: _Conn,
+                          request_iterator: AsyncIterator["pb.Call"]) -> None:
+        core = self.core
+        try:
+            async for call in request_iterator:
+                if self.frameworks.get(fid) is not conn:
+                    return
+                try:
+                    handle_call(core, fid, call)
+                except InvalidRequest as exc:
+                    core.counters["invalid_calls"] += 1
+                    conn.queue.put_nowait(core.event(pb.Event.ERROR, error=pb.Event.Error(
+                        message=str(exc), call_type=call.type)))
+                except Exception as exc:  # never let one client's call take the master down
+                    log.exception("call %s from %s failed", call.type, fid)
+                    conn.queue.put_nowait(core.event(pb.Event.ERROR, error=pb.Event.Error(
+                        message=f"internal error: {type(exc).__name__}: {exc}",
+                        call_type=call.type)))
+                self.flush()
+        except (grpc.RpcError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("scheduler stream of %s failed", fid)
+        if self.frameworks.get(fid) is conn:
+            conn.queue.put_nowait(_CLOSE)
+
+    # ------------------------------------------------------------------ agents
+    async def Agent(self, request_iterator: AsyncIterator["pb.AgentCall"],
+                    context: grpc.aio.ServicerContext) -> AsyncIterator["pb.AgentEvent"]:
+        core = self.core
+        try:
+            first = await request_iterator.__anext__()
+        except (StopAsyncIteration, grpc.RpcError, asyncio.CancelledError):
+            return
+        if first.type not in (pb.AgentCall.REGISTER, pb.AgentCall.REREGISTER):
+            return
+        try:
+            aid = core.agent_register(first)
+        except InvalidRequest as exc:
+            log.warning("refused agent registration: %s", exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        old = self.agents.get(aid)
+        if old is not None:
+            old.queue.put_nowait(_CLOSE)
+        conn = _Conn(self._next_generation())
+        self.agents[aid] = conn
+        yield pb.AgentEvent(type=pb.AgentEvent.REGISTERED, epoch=core.epoch,
+                            registered=pb.AgentEvent.Registered(
+                                agent_id=aid, master_id=core.master_id,
+                                heartbeat_interval_seconds=core.config.agent_heartbeat_interval))
+        self.flush()
+        reader = asyncio.get_running_loop().create_task(self._read_agent(aid, conn, request_iterator))
+        try:
+            while True:
+                item = await conn.queue.get()
+                if item is _CLOSE:
+                    break
+                yield item
+        finally:
+            reader.cancel()
+            if self.agents.get(aid) is conn:
+                del self.agents[aid]
+                core.agent_disconnected(aid)
+                self.flush()
+
+    async def _read_agent(self, aid: str, conn: _Conn,
+                          request_iterator: AsyncIterator["pb.AgentCall"]) -> None:
+        core = self.core
+        try:
+            async for call in request_iterator:
+                if self.agents.get(aid) is not conn or aid not in core.agents:
+                    break
+                if call.epoch > core.epoch:
+                    log.warning("agent %s has seen a newer master epoch", aid)
+                try:
+                    core.agent_heartbeat(aid)  # any traffic proves the agent alive
+                    if call.type == pb.AgentCall.UPDATE:
+                        core.agent_update(aid, call.update.statuses)
+                    elif call.type == pb.AgentCall.MESSAGE:
+                        core.agent_message(aid, call.message)
+                    elif call.type == pb.AgentCall.EXECUTOR_EXITED:
+                        core.agent_executor_exited(aid, call.executor_exited)
+                except InvalidRequest as exc:
+                    log.warning("bad call from agent %s: %s", aid, exc)
+                except Exception:
+                    log.exception("call from agent %s failed", aid)
+                self.flush()
+        except (grpc.RpcError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("agent stream of %s failed", aid)
+        if self.agents.get(aid) is conn:
+            conn.queue.put_nowait(_CLOSE)
+
+    # ------------------------------------------------------------------ state
+    async def GetState(self, request: "pb.StateRequest",
+                       context: grpc.aio.ServicerContext) -> "pb.StateResponse":
+        return pb.StateResponse(json=json.dumps(state_snapshot(self.core)))

@@ -1,0 +1,55 @@
+"""A small executor program for the agent tests (started by a real agent as a child process).
+
+What it does with a task depends on the task's ``data``:
+
+``b""`` / ``b"finish"``  RUNNING, then FINISHED with this process's pid as data
+``b"hang"``              RUNNING, then nothing until killed (the default kill reports KILLED)
+``b"fail"``              FAILED
+``b"big"``               tries a status update above the payload limit, then FINISHED
+``b"exit:N"``            exits the whole process with status N
+Framework messages are echoed back with an ``echo:`` prefix. On SHUTDOWN it writes
+``shutdown-called`` into its sandbox (unless ``IGNORE_SHUTDOWN`` is set, then it keeps running).
+"""
+import os
+import sys
+import time
+
+from substrate import Executor, ExecutorDriver, InvalidRequest, TaskState
+
+
+class TestExecutor(Executor):
+    def registered(self, driver, executor_info, framework_info, agent_info):
+        with open(os.path.join(driver.sandbox, "registered"), "w") as f:
+            f.write(f"{executor_info.executor_id} {framework_info.name} {agent_info.id}\n")
+
+    def launch_task(self, driver, task):
+        data = task.data
+        pid = str(os.getpid()).encode()
+        if data.startswith(b"exit:"):
+            os._exit(int(data[5:]))
+        driver.update(task.task_id, TaskState.RUNNING)
+        if data in (b"", b"finish"):
+            driver.update(task.task_id, TaskState.FINISHED, data=pid)
+        elif data == b"fail":
+            driver.update(task.task_id, TaskState.FAILED, message="asked to fail")
+        elif data == b"big":
+            try:
+                driver.update(task.task_id, TaskState.FINISHED, data=b"x" * (driver.max_payload_bytes + 1))
+            except InvalidRequest as exc:
+                driver.update(task.task_id, TaskState.FINISHED, message=f"refused: {exc}")
+        elif data == b"hang":
+            pass
+
+    def framework_message(self, driver, data):
+        driver.send_framework_message(b"echo:" + data)
+
+    def shutdown(self, driver):
+        with open(os.path.join(driver.sandbox, "shutdown-called"), "w") as f:
+            f.write("yes\n")
+        if os.environ.get("IGNORE_SHUTDOWN"):
+            while True:
+                time.sleep(3600)
+
+
+if __name__ == "__main__":
+    sys.exit(ExecutorDriver(TestExecutor()).run())
