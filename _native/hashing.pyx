@@ -350,40 +350,31 @@ cdef object _typed_array(object keys):
     raise TypeError(f"unsupported keys array dtype {keys.dtype}")
 
 
-cdef void _hash_i64_array(const int64_t[:] a, uint64_t[::1] out) noexcept nogil:
+ctypedef fused number:
+    int64_t
+    uint64_t
+    double
+
+
+cdef inline uint64_t _hash_number(number v) noexcept nogil:
+    if number is int64_t:
+        return _hash_i64(v)
+    elif number is uint64_t:
+        return _hash_u64(v)
+    else:
+        return _hash_double(v)
+
+
+cdef void _hash_loop(const number[:] a, uint64_t[::1] out) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(a.shape[0]):
-        out[i] = _hash_i64(a[i])
+        out[i] = _hash_number(a[i])
 
 
-cdef void _hash_u64_array(const uint64_t[:] a, uint64_t[::1] out) noexcept nogil:
+cdef void _ids_loop(const number[:] a, int32_t[::1] out, uint64_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(a.shape[0]):
-        out[i] = _hash_u64(a[i])
-
-
-cdef void _hash_f64_array(const double[:] a, uint64_t[::1] out) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(a.shape[0]):
-        out[i] = _hash_double(a[i])
-
-
-cdef void _ids_i64_array(const int64_t[:] a, int32_t[::1] out, uint64_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(a.shape[0]):
-        out[i] = <int32_t>(_hash_i64(a[i]) % n)
-
-
-cdef void _ids_u64_array(const uint64_t[:] a, int32_t[::1] out, uint64_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(a.shape[0]):
-        out[i] = <int32_t>(_hash_u64(a[i]) % n)
-
-
-cdef void _ids_f64_array(const double[:] a, int32_t[::1] out, uint64_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(a.shape[0]):
-        out[i] = <int32_t>(_hash_double(a[i]) % n)
+        out[i] = <int32_t>(_hash_number(a[i]) % n)
 
 
 def hash_array(keys):
@@ -420,15 +411,15 @@ def hash_array(keys):
             if typed.dtype == np.int64:
                 ai = typed
                 with nogil:
-                    _hash_i64_array(ai, ov)
+                    _hash_loop(ai, ov)
             elif typed.dtype == np.uint64:
                 au = typed
                 with nogil:
-                    _hash_u64_array(au, ov)
+                    _hash_loop(au, ov)
             else:
                 af = typed
                 with nogil:
-                    _hash_f64_array(af, ov)
+                    _hash_loop(af, ov)
             return out
         keys = typed
     elif not isinstance(keys, (list, tuple)):
@@ -486,15 +477,15 @@ def partition_ids(keys, num_partitions):
             if typed.dtype == np.int64:
                 ai = typed
                 with nogil:
-                    _ids_i64_array(ai, ov, n)
+                    _ids_loop(ai, ov, n)
             elif typed.dtype == np.uint64:
                 au = typed
                 with nogil:
-                    _ids_u64_array(au, ov, n)
+                    _ids_loop(au, ov, n)
             else:
                 af = typed
                 with nogil:
-                    _ids_f64_array(af, ov, n)
+                    _ids_loop(af, ov, n)
             return out
         keys = typed
     elif not isinstance(keys, (list, tuple)):

@@ -116,7 +116,7 @@ def _parse_ports(text: str) -> tuple:
 
 def _agent(args: argparse.Namespace) -> int:
     from substrate.agent import AgentConfig, main as agent_main
-    from substrate.agent.resources_probe import probe_resources
+    from substrate.agent.resources_probe import probe as probe_resources
     from substrate.resources import Resources
 
     resources = None

@@ -176,8 +176,13 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ processes mode
     def _start_processes(self, timeout: float) -> None:
-        master = self._spawn(["master", "--port", "0", "--http-port", "0" if self.http else "-1"],
-                             timeout)
+        args = ["master", "--port", "0", "--http-port", "0" if self.http else "-1"]
+        cfg = self.master_config
+        if cfg is not None:
+            args += ["--agent-heartbeat", str(cfg.agent_heartbeat_interval),
+                     "--agent-missed-heartbeats", str(cfg.agent_max_missed_heartbeats),
+                     "--offer-timeout", str(cfg.offer_timeout or 0)]
+        master = self._spawn(args, timeout)
         self.master, self.dashboard_url = master["address"], master.get("http", "")
         for i in range(self.num_agents):
             args = ["agent", "--master", self.master, "--port", "0",

@@ -9,6 +9,8 @@ keep running. Everything the agent decides is in :mod:`substrate.agent.core` and
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import asyncio
 import contextlib
 import logging
@@ -234,7 +236,7 @@ class Agent:
             log.exception("writing to the master failed")
 
 
-def main(config: AgentConfig) -> int:
+def main(config: AgentConfig, ready: "Callable[[Agent], None] | None" = None) -> int:
     """Run an agent until SIGINT/SIGTERM or the master's SHUTDOWN; returns the exit code.
 
     Examples
@@ -248,6 +250,9 @@ def main(config: AgentConfig) -> int:
     async def run() -> int:
         agent = Agent(config)
         await agent.start()
+        if ready is not None:
+            await asyncio.wait_for(agent.registered.wait(), 60)
+            ready(agent)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

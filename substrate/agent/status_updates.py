@@ -126,7 +126,7 @@ class StatusUpdateManager(Generic[P]):
     def acknowledge(self, key: Key, uuid: bytes) -> Optional[Acked[P]]:
         """Apply an acknowledgement; None when it does not match the head (ignored)."""
         stream = self._streams.get(key)
-        if stream is None or not stream.entries:
+        if stream is None or not stream.entries or stream.entries[0].uuid != uuid:
             return None
         head = stream.entries.popleft()
         if head.terminal or not stream.entries:

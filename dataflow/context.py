@@ -1,0 +1,345 @@
+"""The Context: entry point of dataflow, owner of the driver loop.
+
+:class:`Context` is PySpark's ``SparkContext`` under another name: it makes RDDs
+(``parallelize``, ``range``, ``textFile``, ...), broadcasts and accumulators, and runs jobs.
+Running a job means: cut the lineage into stages (:mod:`dataflow.stages`), ask the DAG
+scheduler (:mod:`dataflow.dag`) what to do, turn its ``LaunchTask`` actions into serialised
+:class:`~dataflow.tasks.Task` objects for the backend, and feed the backend's events back to the
+scheduler until the job succeeds or fails. Which backend runs the tasks depends on ``master``;
+only ``"inline"`` exists in this version.
+
+Examples
+--------
+>>> with Context("inline") as ctx:
+...     ctx.parallelize([1, 2, 3, 4], 2).map(lambda x: x * x).collect()
+[1, 4, 9, 16]
+>>> Context("local[2]")
+Traceback (most recent call last):
+...
+dataflow.errors.BackendUnavailableError: master 'local[2]' needs the substrate backend, which is not available yet; use master='inline'
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterable, Optional
+
+from .accumulators import Accumulator, AccumulatorParam, default_param
+from .broadcast import Broadcast
+from .dag import Accumulate, DAGScheduler, JobFailed, JobSucceeded, KillTask, LaunchTask
+from .errors import BackendUnavailableError, ContextStoppedError, DataflowError
+from .serialize import dumps, refuse_pickling
+from .stages import StageGraph, task_body
+from .tasks import DEFAULT_MEMORY, ExecutorLost, ResultSpec, Task, TaskBackend, TaskEnded, TaskResult
+
+_LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
+_LEVELS = ("ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN")
+
+
+def _make_backend(master: str, work_dir: str, memory_budget: int) -> TaskBackend:
+    if master == "inline":
+        from .inline import InlineBackend
+        return InlineBackend(work_dir, memory_budget)
+    if _LOCAL.match(master) or master.startswith("zk://") or re.match(r"^[\w.\-]+:\d+$", master):
+        raise BackendUnavailableError(
+            f"master {master!r} needs the substrate backend, which is not available yet; "
+            f"use master='inline'")
+    raise BackendUnavailableError(f"unknown master {master!r}; expected 'inline', 'local', "
+                                  f"'local[N]', 'HOST:PORT' or 'zk://...'")
+
+
+class Context:
+    """Main entry point: connect to a cluster and create RDDs, broadcasts and accumulators.
+
+    Parameters
+    ----------
+    master : str
+        ``"inline"`` runs tasks in the driver thread; ``"local"``, ``"local[N]"``,
+        ``"HOST:PORT"`` and ``"zk://..."`` need the substrate backend.
+    appName : str
+        Name of the application.
+    memory_budget : int
+        Bytes a task may hold while merging a shuffle before spilling to disk.
+    max_task_failures : int
+        Attempts per task before the job fails.
+    speculation : bool
+        Launch copies of straggling tasks.
+    work_dir : str, optional
+        Where shuffle files, spills and broadcasts go (default: a fresh temporary directory,
+        removed by :meth:`stop`).
+    clock : callable, optional
+        Monotonic clock for the scheduler (tests inject one).
+    """
+
+    def __init__(self, master: str = "local", appName: str = "dataflow", *,
+                 memory_budget: int = DEFAULT_MEMORY, max_task_failures: int = 4,
+                 speculation: bool = False, work_dir: Optional[str] = None,
+                 clock: Optional[Callable[[], float]] = None) -> None:
+        self.master = master
+        self.appName = appName
+        self._own_dir = work_dir is None
+        self.work_dir = work_dir or tempfile.mkdtemp(prefix="dataflow-")
+        os.makedirs(self.work_dir, exist_ok=True)
+        try:
+            self._backend = _make_backend(master, self.work_dir, memory_budget)
+        except BaseException:
+            if self._own_dir:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
+            raise
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.work_dir, True) \
+            if self._own_dir else None
+        self._dag = DAGScheduler(clock=clock or time.monotonic,
+                                 max_task_failures=max_task_failures, speculation=speculation)
+        self._stages = StageGraph()
+        self._ids = itertools.count()
+        self._shuffle_ids = itertools.count()
+        self._job_ids = itertools.count()
+        self._accumulators: dict[int, Accumulator] = {}
+        self._lock = threading.RLock()
+        self._stopped = False
+        self._log_level = "WARN"
+        self.checkpoint_dir: Optional[str] = None
+        self.last_job_metrics: dict[str, int] = {}
+        self.applicationId = f"dataflow-{os.getpid()}-{id(self):x}"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Shut down the backend and delete the work directory. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._backend.stop()
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        refuse_pickling("a Context")
+
+    def __repr__(self) -> str:
+        return f"<dataflow.Context master={self.master!r} app={self.appName!r}>"
+
+    def _repr_html_(self) -> str:
+        return (f"<div><b>dataflow.Context</b> master <code>{self.master}</code>, "
+                f"app <code>{self.appName}</code></div>")
+
+    @property
+    def defaultParallelism(self) -> int:
+        """Default number of partitions for ``parallelize`` and friends."""
+        return max(1, self._backend.default_parallelism)
+
+    @property
+    def defaultMinPartitions(self) -> int:
+        return min(self.defaultParallelism, 2)
+
+    def setLogLevel(self, logLevel: str) -> None:
+        """Set the log level (one of PySpark's names: ALL, DEBUG, ERROR, INFO, WARN, ...)."""
+        if logLevel.upper() not in _LEVELS:
+            raise ValueError(f"unknown log level {logLevel!r}; expected one of {_LEVELS}")
+        import logging
+        self._log_level = logLevel.upper()
+        level = {"ALL": 0, "TRACE": 5, "OFF": 100, "FATAL": 50, "WARN": 30}.get(
+            self._log_level, getattr(logging, self._log_level, 30))
+        logging.getLogger("dataflow").setLevel(level)
+
+    def setCheckpointDir(self, dirName: str) -> None:
+        """Directory where ``RDD.checkpoint()`` writes partitions."""
+        os.makedirs(dirName, exist_ok=True)
+        self.checkpoint_dir = dirName
+
+    # -- ids -----------------------------------------------------------------------------
+    def _new_rdd_id(self) -> int:
+        return next(self._ids)
+
+    def _new_shuffle_id(self) -> int:
+        return next(self._shuffle_ids)
+
+    # -- making RDDs ---------------------------------------------------------------------
+    def parallelize(self, c: Iterable, numSlices: Optional[int] = None) -> Any:
+        """Distribute a local collection as an RDD of ``numSlices`` partitions.
+
+        >>> ctx = Context("inline")
+        >>> ctx.parallelize(range(5), 2).glom().collect()
+        [[0, 1], [2, 3, 4]]
+        """
+        from .rdd import ParallelRDD
+        return ParallelRDD(self, c, numSlices or self.defaultParallelism)
+
+    def range(self, start: int, end: Optional[int] = None, step: int = 1,
+              numSlices: Optional[int] = None) -> Any:
+        """RDD of ``range(start, end, step)``; with one argument, ``range(0, start)``.
+
+        >>> Context("inline").range(1, 7, 2).collect()
+        [1, 3, 5]
+        """
+        if end is None:
+            start, end = 0, start
+        return self.parallelize(range(start, end, step), numSlices)
+
+    def emptyRDD(self) -> Any:
+        """An RDD with no partitions.
+
+        >>> Context("inline").emptyRDD().collect()
+        []
+        """
+        from .rdd import ParallelRDD
+        return ParallelRDD(self, [], 0)
+
+    def union(self, rdds: list) -> Any:
+        """Union of a list of RDDs (duplicates kept).
+
+        >>> ctx = Context("inline")
+        >>> ctx.union([ctx.parallelize([1]), ctx.parallelize([2, 3])]).collect()
+        [1, 2, 3]
+        """
+        from .rdd import UnionRDD
+        return UnionRDD(self, list(rdds))
+
+    def textFile(self, name: str, minPartitions: Optional[int] = None,
+                 use_unicode: bool = True) -> Any:
+        """Lines of a text file, a directory of them, or a glob; ``.gz`` files are decompressed."""
+        from .io import text_file
+        return text_file(self, name, minPartitions or self.defaultMinPartitions, use_unicode)
+
+    def wholeTextFiles(self, path: str, minPartitions: Optional[int] = None,
+                       use_unicode: bool = True) -> Any:
+        """``(path, content)`` for every file in a directory or glob."""
+        from .io import whole_text_files
+        return whole_text_files(self, path, minPartitions or self.defaultMinPartitions,
+                                use_unicode)
+
+    def pickleFile(self, name: str, minPartitions: Optional[int] = None) -> Any:
+        """Read back an RDD written by ``saveAsPickleFile``."""
+        from .io import pickle_file
+        return pickle_file(self, name, minPartitions)
+
+    def parquetFile(self, path: str, columns: Optional[list] = None) -> Any:
+        """Rows of Parquet file(s) as dicts (one partition per file and row group)."""
+        from .io import parquet_file
+        return parquet_file(self, path, columns)
+
+    def csvFile(self, path: str, header: bool = True, columns: Optional[list] = None) -> Any:
+        """Rows of CSV file(s) as dicts (``header=True``) or tuples, typed by pyarrow."""
+        from .io import csv_file
+        return csv_file(self, path, header, columns)
+
+    # -- shared variables ----------------------------------------------------------------
+    def broadcast(self, value: Any) -> Broadcast:
+        """Ship a read-only value to the executors once.
+
+        >>> ctx = Context("inline")
+        >>> ctx.broadcast([1, 2]).value
+        [1, 2]
+        """
+        self._check()
+        return Broadcast.create(next(self._ids), value, os.path.join(self.work_dir, "broadcast"))
+
+    def accumulator(self, value: Any, accum_param: Optional[AccumulatorParam] = None) -> Accumulator:
+        """An add-only shared variable starting at ``value``.
+
+        >>> ctx = Context("inline")
+        >>> acc = ctx.accumulator(1.5)
+        >>> ctx.parallelize([1, 2]).foreach(lambda x: acc.add(x))
+        >>> acc.value
+        4.5
+        """
+        acc = Accumulator(next(self._ids), value, accum_param or default_param(value))
+        self._accumulators[acc.aid] = acc
+        return acc
+
+    # -- running jobs --------------------------------------------------------------------
+    def _check(self) -> None:
+        if self._stopped:
+            raise ContextStoppedError("this Context was stopped")
+
+    def runJob(self, rdd: Any, partitionFunc: Callable, partitions: Optional[list] = None,
+               allowLocal: bool = False) -> list:
+        """Run ``partitionFunc(iterator)`` on the given partitions and concatenate its results.
+
+        >>> ctx = Context("inline")
+        >>> ctx.runJob(ctx.parallelize(range(6), 3), lambda it: [sum(it)], [0, 2])
+        [1, 9]
+        """
+        parts = self._run(rdd, lambda tc, it: list(partitionFunc(it)), partitions)
+        return [x for p in parts for x in p]
+
+    def _run(self, rdd: Any, func: Callable[[Any, Any], Any],
+             partitions: Optional[list] = None) -> list:
+        """Run ``func(task_context, records)`` on partitions of ``rdd``; one result per partition."""
+        self._check()
+        if rdd.ctx is not self:
+            raise DataflowError("this RDD belongs to another Context")
+        with self._lock:
+            return self._run_locked(rdd, func, partitions)
+
+    def _run_locked(self, rdd: Any, func: Callable, partitions: Optional[list]) -> list:
+        if partitions is None:
+            partitions = list(range(rdd.getNumPartitions()))
+        final = self._stages.result_stage(rdd)
+        spec = ResultSpec(func)
+        nodes: dict = {}
+        job_id = next(self._job_ids)
+        self.last_job_metrics = {}
+        actions = self._dag.submit_job(job_id, final, partitions, spec)
+        while True:
+            for action in actions:
+                if isinstance(action, LaunchTask):
+                    self._launch(action, spec, nodes)
+                elif isinstance(action, KillTask):
+                    self._backend.kill(action.task_id)
+                elif isinstance(action, Accumulate):
+                    self._accumulate(action)
+                elif isinstance(action, JobSucceeded):
+                    self._finish_checkpoints(rdd)
+                    return [r.value() for r in action.results]
+                elif isinstance(action, JobFailed):
+                    raise action.error
+            actions = []
+            for event in self._backend.poll(timeout=1.0):
+                if isinstance(event, TaskEnded):
+                    actions += self._dag.task_ended(TaskResult.from_bytes(event.result))
+                elif isinstance(event, ExecutorLost):
+                    actions += self._dag.executor_lost(event.executor_id)
+            actions += self._dag.tick()
+
+    def _launch(self, action: LaunchTask, spec: ResultSpec, nodes: dict) -> None:
+        stage = action.stage
+        try:
+            body = task_body(stage, action.partition, self._dag.map_outputs, spec, nodes)
+            what = f"the functions of stage {stage.id} ({stage.rdd.name() or stage.rdd!r})"
+            payload = dumps(body, what)
+        except BaseException:
+            self._dag._abort(DataflowError("job aborted"), [])
+            raise
+        kind = "map" if stage.is_map else "result"
+        self._backend.launch(Task(action.task_id, action.job_id, stage.id, stage.attempt,
+                                  action.partition, action.attempt, kind, payload,
+                                  action.speculative))
+
+    def _accumulate(self, action: Accumulate) -> None:
+        for aid, update in action.updates.items():
+            acc = self._accumulators.get(aid)
+            if acc is not None:
+                acc._value = acc.accum_param.addInPlace(acc._value, update)
+        for k, v in action.metrics.items():
+            self.last_job_metrics[k] = self.last_job_metrics.get(k, 0) + v
+
+    def _finish_checkpoints(self, rdd: Any) -> None:
+        pending = [r for r in rdd._lineage() if r._checkpoint_requested and not r.isCheckpointed()]
+        for r in pending:
+            from .io import write_checkpoint
+            write_checkpoint(r)
+
+    def _unpersist(self, rdd_id: int) -> None:
+        self._backend.unpersist(rdd_id)
