@@ -16,7 +16,7 @@ import numpy as np
 from _native import load
 
 from .errors import ConfigError, ProblemError
-from .spaces import GenomeSpace, Reals, pack_bits
+from .spaces import GenomeSpace, Reals, pack_bits, range_mask
 
 __all__ = ["Crossover", "OnePoint", "TwoPoint", "Uniform", "SBX", "Blend", "OX", "PMX"]
 
@@ -70,7 +70,7 @@ class Crossover:
 
 def _swap_genes(space: GenomeSpace, a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> None:
     if space.kind == "bits":
-        m = pack_bits(mask, space.width)
+        m = mask if mask.dtype == np.uint64 else pack_bits(mask, space.width)
         d = (a ^ b) & m
         a ^= d
         b ^= d
@@ -90,7 +90,10 @@ class OnePoint(Crossover):
              rng: np.random.Generator) -> None:
         n = space.n_genes
         point = rng.integers(1, n, a.shape[0])
-        _swap_genes(space, a, b, np.arange(n) >= point[:, None])
+        if space.kind == "bits":
+            _swap_genes(space, a, b, range_mask(point, np.full_like(point, n), space.width))
+        else:
+            _swap_genes(space, a, b, np.arange(n) >= point[:, None])
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,11 @@ class TwoPoint(Crossover):
         p2 = rng.integers(1, n, a.shape[0])
         p2 = np.where(p2 >= p1, p2 + 1, p2)
         lo, hi = np.minimum(p1, p2), np.maximum(p1, p2)
-        g = np.arange(n)
-        _swap_genes(space, a, b, (g >= lo[:, None]) & (g < hi[:, None]))
+        if space.kind == "bits":
+            _swap_genes(space, a, b, range_mask(lo, hi, space.width))
+        else:
+            g = np.arange(n)
+            _swap_genes(space, a, b, (g >= lo[:, None]) & (g < hi[:, None]))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,9 @@ class Island:
         self.front: np.ndarray | None = None
         self.crowd: np.ndarray | None = None
         self.hof: Population | None = None
+        self.best_w = float("-inf")      # weighted best objective 0 among feasible, this gen
+        self._key: np.ndarray | None = None
+        self._hof_floor = float("inf")  # weighted worst of a full, feasible hall of fame
         self.pop: Population
         if initialize:
             t0 = time.perf_counter()
@@ -114,6 +117,7 @@ class Island:
             self.pop = self._new(genomes)
             self._after_change()
             self._update_hof()
+            self.stats()
             self.seconds += time.perf_counter() - t0
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -175,13 +179,17 @@ class Island:
         return pop.fitness * self.problem.weights
 
     def key(self) -> np.ndarray:
-        """Ordering key of the current population, larger is better."""
-        if self.settings.scheme == "nsga2":
-            assert self.front is not None and self.crowd is not None
-            return mo_key(self.front, self.crowd)
-        return order_key(self.pop, self.problem.weights)
+        """Ordering key of the current population, larger is better (cached per generation)."""
+        if self._key is None:
+            if self.settings.scheme == "nsga2":
+                assert self.front is not None and self.crowd is not None
+                self._key = mo_key(self.front, self.crowd)
+            else:
+                self._key = order_key(self.pop, self.problem.weights)
+        return self._key
 
     def _after_change(self) -> None:
+        self._key = None
         if self.settings.scheme == "nsga2":
             w = np.where(np.isfinite(self.pop.fitness), self._wfit(self.pop), -np.inf)
             self.front = nondominated_fronts(w, self.pop.viable, self.pop.violation)
@@ -202,6 +210,7 @@ class Island:
             else:
                 self._nsga2()
             self.generation += 1
+            self._key = None
             self._update_hof()
             self.seconds += time.perf_counter() - t0
             rows.append(self.stats())
@@ -262,19 +271,29 @@ class Island:
     # -- results ------------------------------------------------------------------------------
 
     def best_index(self) -> int:
-        return int(np.argmax(self.key())) if self.settings.scheme != "nsga2" else int(
-            np.argmax(order_key(self.pop, self.problem.weights)))
+        """Index of the best individual of objective 0 (feasible first)."""
+        if self.settings.scheme != "nsga2":
+            return int(np.argmax(self.key()))
+        return int(np.argmax(order_key(self.pop, self.problem.weights)))
 
     def stats(self) -> dict[str, Any]:
         """Statistics of the current generation (objective 0, viable individuals)."""
         pop = self.pop
-        ok = pop.viable
-        f = pop.fitness[ok, 0]
-        if f.size:
-            best = float(pop.fitness[self.best_index(), 0])
-            mean, std = float(f.mean()), float(f.std())
+        f = pop.fitness[:, 0]
+        if not pop.viable.all():
+            f = f[pop.viable]
+        n = f.shape[0]
+        if n:
+            bi = self.best_index()
+            best = float(pop.fitness[bi, 0])
+            feasible = bool(pop.viable[bi] and pop.violation[bi] <= 0.0)
+            self.best_w = best * float(self.problem.weights[0]) if feasible else float("-inf")
+            mean = float(f.sum()) / n
+            d = f - mean
+            std = float(np.sqrt(d @ d / n))
         else:
             best = mean = std = float("nan")
+            self.best_w = float("-inf")
         return {"generation": self.generation, "island": self.index, "best": best,
                 "mean": mean, "std": std,
                 "diversity": float(np.unique(pop.hashes).size) / pop.n,
@@ -285,6 +304,10 @@ class Island:
         if k <= 0:
             return
         pop = self.pop
+        if self.problem.objectives == 1 and self.hof is not None:
+            top_w = float(self.key().max()) if self.settings.scheme != "nsga2" else np.inf
+            if pop.viable.all() and not (pop.violation > 0).any() and top_w <= self._hof_floor:
+                return  # nothing here can enter the hall of fame
         if self.problem.objectives > 1:
             cand = pop.take(np.flatnonzero(self.front == 0)) if self.front is not None else pop
         else:
@@ -303,6 +326,9 @@ class Island:
         else:
             key = order_key(merged, self.problem.weights)
             merged = merged.take(np.argsort(-key, kind="stable")[:k])
+            full_ok = merged.n >= k and bool(merged.feasible().all())
+            self._hof_floor = (float((merged.fitness[:, 0] * self.problem.weights[0]).min())
+                               if full_ok else float("-inf"))
         self.hof = merged
 
     # -- migration ----------------------------------------------------------------------------
@@ -320,6 +346,7 @@ class Island:
         worst = np.argsort(self.key(), kind="stable")[:k]
         self.pop.put(worst, migrants.take(np.arange(k)))
         self._after_change()
+        self.stats()  # refresh best_w
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -353,4 +380,10 @@ class Island:
         isl.crowd = state.get("crowd")
         if settings.scheme == "nsga2" and (isl.front is None or isl.crowd is None):
             isl._after_change()
+        if isl.hof is not None and problem.objectives == 1:
+            hof = isl.hof
+            full_ok = hof.n >= settings.hall_of_fame and bool(hof.feasible().all())
+            isl._hof_floor = (float((hof.fitness[:, 0] * problem.weights[0]).min())
+                              if full_ok else float("-inf"))
+        isl.stats()
         return isl

@@ -15,17 +15,30 @@ import numpy as np
 from .errors import ProblemError
 
 __all__ = ["GenomeSpace", "Bits", "Reals", "Integers", "Permutation",
-           "bits", "reals", "integers", "permutation", "space_from_json", "pack_bits"]
+           "bits", "reals", "integers", "permutation", "space_from_json", "pack_bits",
+           "range_mask"]
 
 
 def pack_bits(ones: np.ndarray, n_words: int) -> np.ndarray:
     """Pack a ``(rows, n_bits)`` 0/1 array into ``(rows, n_words)`` little-endian uint64 words."""
     ones = np.asarray(ones, dtype=bool)
-    rows, n = ones.shape
-    padded = np.zeros((rows, n_words * 64), dtype=bool)
-    padded[:, :n] = ones
-    packed = np.packbits(padded, axis=1, bitorder="little")
-    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
+    rows = ones.shape[0]
+    packed = np.packbits(ones, axis=1, bitorder="little")
+    out = np.zeros((rows, n_words * 8), dtype=np.uint8)
+    out[:, :packed.shape[1]] = packed
+    return out.view("<u8").astype(np.uint64, copy=False)
+
+
+#: ``ONES[k]`` has the low ``k`` bits set, for ``0 <= k <= 64``.
+ONES = np.array([(1 << k) - 1 for k in range(65)], dtype=np.uint64)
+
+
+def range_mask(lo: np.ndarray, hi: np.ndarray, n_words: int) -> np.ndarray:
+    """Packed masks with genes ``lo[i] <= g < hi[i]`` set, one row per ``i``."""
+    base = 64 * np.arange(n_words)
+    a = np.clip(lo[:, None] - base, 0, 64)
+    b = np.clip(hi[:, None] - base, 0, 64)
+    return ONES[b] & ~ONES[a]
 
 
 class GenomeSpace:

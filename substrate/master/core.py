@@ -57,8 +57,10 @@ class MasterCore:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  config: Optional[MasterConfig] = None, epoch: int = 1,
-                 master_id: str = "") -> None:
+                 master_id: str = "", new_id: Optional[Callable[[str], str]] = None) -> None:
         self.clock = clock
+        # Ids are random by default (unique across master failovers); tests inject a counter.
+        self.new_id = new_id or (lambda prefix: f"{prefix}-{uuid.uuid4().hex[:12]}")
         self.config = config or MasterConfig()
         self.epoch = epoch
         self.master_id = master_id or f"master-{uuid.uuid4().hex[:8]}"
@@ -110,7 +112,7 @@ class MasterCore:
         if call.type == pb.AgentCall.REREGISTER and agent_id:
             validation.check_id("agent id", agent_id)
         else:
-            agent_id = f"agent-{uuid.uuid4().hex[:12]}"
+            agent_id = self.new_id("agent")
         old = self.agents.get(agent_id)
         if old is not None:
             self._detach_agent(old)
@@ -360,7 +362,7 @@ class MasterCore:
             fw.connected, fw.disconnected_at, fw.failover_deadline = True, None, None
             self.allocator.activate_framework(fid)
         else:
-            fid = f"fw-{uuid.uuid4().hex[:12]}"
+            fid = self.new_id("fw")
             stored = pb.FrameworkInfo()
             stored.CopyFrom(info)
             stored.id = fid

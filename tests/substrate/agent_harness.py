@@ -78,6 +78,7 @@ class Harness:
         self.calls: list[pb.AgentCall] = []
         self.statuses: list[pb.TaskStatus] = []
         self._used: set[int] = set()
+        self.epoch = 0             # the master epoch the harness plays
         self.auto_ack = auto_ack   # acknowledge every update as it arrives, like a scheduler
 
     async def __aenter__(self) -> "Harness":
@@ -91,36 +92,39 @@ class Harness:
     # ---------------------------------------------------------------- playing the master
 
     def register(self, agent_id: str = AGENT_ID, epoch: int = 1) -> None:
+        self.epoch = max(self.epoch, epoch)
         ev = pb.AgentEvent(type=pb.AgentEvent.REGISTERED, epoch=epoch)
         ev.registered.agent_id = agent_id
         ev.registered.heartbeat_interval_seconds = 30
         self.agent.handle_master_event(ev)
 
-    def run_tasks(self, *tasks: pb.TaskInfo, fid: str = FRAMEWORK_ID, epoch: int = 1) -> None:
-        ev = pb.AgentEvent(type=pb.AgentEvent.RUN_TASKS, epoch=epoch)
+    def run_tasks(self, *tasks: pb.TaskInfo, fid: str = FRAMEWORK_ID,
+                  epoch: Optional[int] = None) -> None:
+        ev = pb.AgentEvent(type=pb.AgentEvent.RUN_TASKS,
+                           epoch=self.epoch if epoch is None else epoch)
         ev.run_tasks.framework.CopyFrom(framework(fid))
         ev.run_tasks.tasks.extend(tasks)
         self.agent.handle_master_event(ev)
 
     def kill(self, task_id: str, fid: str = FRAMEWORK_ID) -> None:
-        ev = pb.AgentEvent(type=pb.AgentEvent.KILL_TASK, epoch=1)
+        ev = pb.AgentEvent(type=pb.AgentEvent.KILL_TASK, epoch=self.epoch)
         ev.kill_task.framework_id, ev.kill_task.task_id = fid, task_id
         self.agent.handle_master_event(ev)
 
     def ack(self, *statuses: pb.TaskStatus) -> None:
-        ev = pb.AgentEvent(type=pb.AgentEvent.ACKNOWLEDGE, epoch=1)
+        ev = pb.AgentEvent(type=pb.AgentEvent.ACKNOWLEDGE, epoch=self.epoch)
         ev.acknowledge.framework_id = statuses[0].framework_id
         for st in statuses:
             ev.acknowledge.acks.add(agent_id=st.agent_id, task_id=st.task_id, uuid=st.uuid)
         self.agent.handle_master_event(ev)
 
     def shutdown_framework(self, fid: str = FRAMEWORK_ID) -> None:
-        ev = pb.AgentEvent(type=pb.AgentEvent.SHUTDOWN_FRAMEWORK, epoch=1)
+        ev = pb.AgentEvent(type=pb.AgentEvent.SHUTDOWN_FRAMEWORK, epoch=self.epoch)
         ev.shutdown_framework.framework_id = fid
         self.agent.handle_master_event(ev)
 
     def message(self, data: bytes, executor_id: str = "ex-1", fid: str = FRAMEWORK_ID) -> None:
-        ev = pb.AgentEvent(type=pb.AgentEvent.MESSAGE, epoch=1)
+        ev = pb.AgentEvent(type=pb.AgentEvent.MESSAGE, epoch=self.epoch)
         ev.message.framework_id, ev.message.executor_id, ev.message.data = fid, executor_id, data
         self.agent.handle_master_event(ev)
 

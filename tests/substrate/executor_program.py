@@ -7,7 +7,8 @@ What it does with a task depends on the task's ``data``:
 ``b"fail"``              FAILED
 ``b"big"``               tries a status update above the payload limit, then FINISHED
 ``b"exit:N"``            exits the whole process with status N
-Framework messages are echoed back with an ``echo:`` prefix. On SHUTDOWN it writes
+Framework messages are echoed back with an ``echo:`` prefix (``b"unacked?"`` is answered with
+the number of unacknowledged updates). On SHUTDOWN it writes
 ``shutdown-called`` into its sandbox (unless ``IGNORE_SHUTDOWN`` is set, then it keeps running).
 """
 import os
@@ -41,7 +42,10 @@ class TestExecutor(Executor):
             pass
 
     def framework_message(self, driver, data):
-        driver.send_framework_message(b"echo:" + data)
+        if data == b"unacked?":
+            driver.send_framework_message(b"unacked:%d" % driver.unacknowledged)
+        else:
+            driver.send_framework_message(b"echo:" + data)
 
     def shutdown(self, driver):
         with open(os.path.join(driver.sandbox, "shutdown-called"), "w") as f:

@@ -20,7 +20,9 @@ def make_core(**config) -> tuple[MasterCore, FakeClock]:
     clock = FakeClock()
     cfg = MasterConfig(**{"agent_heartbeat_interval": 100.0, "agent_max_missed_heartbeats": 3,
                           **config})
-    return MasterCore(clock, cfg), clock
+    counter = iter(range(1, 1 << 30))
+    return MasterCore(clock, cfg, master_id="m",
+                      new_id=lambda prefix: f"{prefix}-{next(counter)}"), clock
 
 
 def register_agent(core: MasterCore, cpus: float = 4, mem: float = 4096,
