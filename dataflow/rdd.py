@@ -123,8 +123,7 @@ class RDD(Actions, PairOps):
         >>> from dataflow import Context
         >>> rdd = Context("inline").parallelize([(1, 2)], 1).reduceByKey(max)
         >>> print(rdd.toDebugString().decode())  # doctest: +ELLIPSIS
-        (1) MapPartitionsRDD[...] []
-         |  ShuffledRDD[...] []
+        (1) ShuffledRDD[...] []
          +-(1) ParallelRDD[...] []
         """
         lines: list[str] = []

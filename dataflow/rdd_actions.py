@@ -12,15 +12,15 @@ Examples
 >>> rdd = Context("inline").parallelize([3, 1, 4, 1, 5, 9, 2, 6], 3)
 >>> rdd.count(), rdd.sum(), rdd.max(), rdd.top(2), rdd.takeOrdered(3)
 (8, 31, 9, [9, 6], [1, 1, 2])
->>> rdd.stats()
-(count: 8, mean: 3.875, stdev: 2.6190408549...., max: 9.0, min: 1.0)
+>>> s = rdd.stats()
+>>> s.count(), s.mean(), round(s.stdev(), 4), s.max(), s.min()
+(8, 3.875, 2.5709, 9, 1)
 """
 from __future__ import annotations
 
 import bisect
 import heapq
 import math
-import operator
 import random
 from collections import defaultdict
 from functools import reduce as _reduce
@@ -244,12 +244,13 @@ class Actions:
         >>> Context("inline").parallelize(range(1, 6), 2).reduce(lambda a, b: a * b)
         120
         """
-        empty = object()
+        def part(it: Iterator) -> list:
+            it = iter(it)
+            for first in it:
+                return [_reduce(f, it, first)]
+            return []
 
-        def part(it: Iterator) -> Any:
-            return _reduce(f, it, empty)
-
-        vals = [v for v in self._per_partition(part) if v is not empty]
+        vals = [v for p in self._per_partition(part) for v in p]
         if not vals:
             raise ValueError("Can not reduce() empty RDD")
         return _reduce(f, vals)
@@ -436,5 +437,3 @@ def _fraction_for_sample(num: int, total: int, with_replacement: bool) -> float:
     gamma = -math.log(delta) / total
     return min(1.0, fraction + gamma + math.sqrt(gamma * gamma + 2 * gamma * fraction))
 
-
-_ = operator

@@ -308,7 +308,8 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
 def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> None:
     bufs: dict[int, list] = {}
     for kv in items:
-        b = part(kv[0])
+        k, _v = kv
+        b = part(k)
         buf = bufs.get(b)
         if buf is None:
             buf = bufs[b] = []
@@ -329,7 +330,7 @@ def _write_plain(it: Iterator, part: Partitioner, out: _BucketFiles, budget: int
             if not chunk:
                 break
             _write_records(chunk, part, out)
-    except (TypeError, IndexError):
+    except (TypeError, ValueError):
         bad = next((r for r in chunk if not (isinstance(r, (tuple, list)) and len(r) == 2)), None)
         if bad is not None:
             raise _not_pair(bad, "a by-key operation") from None

@@ -93,7 +93,7 @@ class SchedulerDriver:
     >>> from substrate import LocalCluster, Scheduler, SchedulerDriver, FrameworkInfo
     >>> with LocalCluster(agents=1) as cluster:
     ...     driver = SchedulerDriver(Scheduler(), FrameworkInfo(name="idle"), cluster.master)
-    ...     driver.start()
+    ...     _ = driver.start()
     ...     fid = driver.wait_registered(timeout=10)
     ...     driver.stop()
     >>> fid.startswith("fw-")

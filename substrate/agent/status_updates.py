@@ -212,7 +212,9 @@ class StatusUpdateManager(Generic[P]):
     # ------------------------------------------------------------------ internals
 
     def _schedule(self, key: Hashable, stream: _Stream[P], deadline: float, backoff: float) -> None:
-        stream.generation += 1
+        # A global sequence number, not a per-stream counter: a stream that is forgotten and
+        # created again must not revive heap entries of its previous life.
+        stream.generation = next(self._seq)
         stream.deadline = deadline
         stream.backoff = backoff
-        heapq.heappush(self._heap, (deadline, next(self._seq), key, stream.generation))  # type: ignore[arg-type]
+        heapq.heappush(self._heap, (deadline, stream.generation, key, stream.generation))  # type: ignore[arg-type]

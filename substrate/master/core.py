@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from substrate.allocator import Allocator
 from substrate.errors import InvalidRequest
 from substrate.master import validation
+from substrate.master.registry import InMemoryRegistry, Registry
 from substrate.master.records import AgentRecord, FrameworkRecord, OfferRecord, TaskRecord
 from substrate.resources import Resources
 from substrate.v1 import pb
@@ -56,13 +57,15 @@ class MasterCore:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 config: Optional[MasterConfig] = None, epoch: int = 1,
-                 master_id: str = "", new_id: Optional[Callable[[str], str]] = None) -> None:
+                 config: Optional[MasterConfig] = None, epoch: Optional[int] = None,
+                 master_id: str = "", new_id: Optional[Callable[[str], str]] = None,
+                 registry: Optional[Registry] = None) -> None:
         self.clock = clock
+        self.registry: Registry = registry or InMemoryRegistry()
         # Ids are random by default (unique across master failovers); tests inject a counter.
         self.new_id = new_id or (lambda prefix: f"{prefix}-{uuid.uuid4().hex[:12]}")
         self.config = config or MasterConfig()
-        self.epoch = epoch
+        self.epoch = epoch if epoch is not None else self.registry.next_epoch()
         self.master_id = master_id or f"master-{uuid.uuid4().hex[:8]}"
         self.allocator = Allocator(clock, min_allocatable=self.config.min_allocatable,
                                    default_refuse_seconds=self.config.refuse_seconds)
@@ -121,6 +124,7 @@ class MasterCore:
         info.id = agent_id
         agent = AgentRecord(agent_id, info, total, last_heartbeat=now, registered_at=now)
         self.agents[agent_id] = agent
+        self.registry.admit_agent(agent_id, info.hostname)
         used: dict[str, Resources] = {}
         for ex in reg.executors:
             fid = ex.framework_id or ex.info.framework_id
@@ -212,6 +216,7 @@ class MasterCore:
             self.to_framework(fid, self.event(pb.Event.FAILURE, failure=pb.Event.Failure(
                 agent_id=agent.agent_id)))
         del self.agents[agent.agent_id]
+        self.registry.remove_agent(agent.agent_id)
         log.warning("agent %s unreachable", agent.agent_id)
 
     # ------------------------------------------------------------------ status updates
@@ -360,6 +365,7 @@ class MasterCore:
                         message="framework failed over to a new scheduler", fatal=True))))
             fw.info.CopyFrom(info)
             fw.connected, fw.disconnected_at, fw.failover_deadline = True, None, None
+            self.registry.set_failover_deadline(fid, None)
             self.allocator.activate_framework(fid)
         else:
             fid = self.new_id("fw")
@@ -370,6 +376,8 @@ class MasterCore:
             stored.weight = info.weight or 1.0
             fw = FrameworkRecord(fid, stored, subscribed_at=now)
             self.frameworks[fid] = fw
+            self.registry.add_framework(fid, stored.name, stored.role, stored.weight,
+                                        stored.failover_timeout)
             self.allocator.add_framework(fid, stored.role, stored.weight)
         self.allocation_pending = True
         return fid
@@ -381,6 +389,7 @@ class MasterCore:
         fw.connected = False
         fw.disconnected_at = self.clock()
         fw.failover_deadline = fw.disconnected_at + fw.info.failover_timeout
+        self.registry.set_failover_deadline(framework_id, time.time() + fw.info.failover_timeout)
         self.allocator.deactivate_framework(framework_id)
         for offer_id in list(fw.offers):
             self.rescind(offer_id)
@@ -411,6 +420,7 @@ class MasterCore:
                 shutdown_framework=pb.AgentEvent.ShutdownFramework(framework_id=framework_id)))
         self.allocator.remove_framework(framework_id)
         del self.frameworks[framework_id]
+        self.registry.remove_framework(framework_id)
         self.allocation_pending = True
 
 

@@ -382,3 +382,17 @@ def test_status_for_a_removed_framework_is_acknowledged_on_its_behalf():
     core.agent_update(aid, [status("fw-gone", "t", S.FINISHED, b"id")])
     acks = agent_events(drain(core), aid, pb.AgentEvent.ACKNOWLEDGE)
     assert acks[0].acknowledge.acks[0].uuid == b"id"
+
+
+def test_registry_records_admissions_and_failover_deadlines():
+    core, clock = make_core()
+    aid = register_agent(core, hostname="host-a")
+    fid = subscribe(core, "durable", failover_timeout=30)
+    assert core.registry.agents() == {aid: "host-a"}
+    assert core.registry.frameworks()[fid]["deadline"] is None
+    core.framework_disconnected(fid)
+    assert core.registry.frameworks()[fid]["deadline"] is not None
+    clock.advance(31)
+    core.tick()
+    assert fid not in core.registry.frameworks()
+    assert core.epoch == 1 and core.registry.next_epoch() == 2

@@ -1,0 +1,161 @@
+"""Benchmark the genetic engine on one island against DEAP's canonical settings, and the fitness
+kernels compiled vs their NumPy twins.
+
+Run: ``python benchmarks/bench_genetic.py [--quick]``. Prints a table with the command, the
+machine and the ratios. DEAP is measured in the same run when it is importable
+(``pip install deap``; it is not a dependency of offerpool); otherwise the planning numbers
+(96 and 85 generations/s) are printed marked "reference, not measured here".
+
+Settings (both sides identical):
+
+- OneMax: 100 bits, population 300, two-point crossover p=0.5, bit-flip mutation p=0.2 per
+  individual x 0.05 per gene, tournament 3, generational (DEAP's ``eaSimple``).
+- Rastrigin-30: bounds [-5.12, 5.12], population 300, 200 generations, bounded SBX eta=20
+  p=0.9, polynomial mutation eta=20 p=1.0 per individual x 1/30 per gene, tournament 3.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import genetic  # noqa: E402
+from _native import compiled_available, load  # noqa: E402
+
+REFERENCE = {"onemax": 96.0, "rastrigin": 85.0}
+
+
+def ours(kind: str, gens: int, seed: int) -> tuple[float, float]:
+    """Generations/s and best fitness of one island run."""
+    if kind == "onemax":
+        problem = genetic.Problem(genome=genetic.bits(100), fitness="onemax", maximize=True)
+        cx, mut = genetic.TwoPoint(0.5), genetic.BitFlip(0.2, 0.05)
+    else:
+        problem = genetic.Problem(genome=genetic.reals(-5.12, 5.12, 30), fitness="rastrigin")
+        cx, mut = genetic.SBX(0.9, 20.0), genetic.Polynomial(1.0, 1 / 30, 20.0)
+    settings = genetic.Settings(size=300, selection=genetic.Tournament(3), crossover=cx,
+                                mutation=mut, hall_of_fame=1)
+    island = genetic.Island(problem, settings, 0, seed)
+    t0 = time.perf_counter()
+    island.step(gens)
+    dt = time.perf_counter() - t0
+    return gens / dt, island.stats()["best"]
+
+
+def deap_run(kind: str, gens: int, seed: int) -> tuple[float, float]:
+    from deap import algorithms, base, creator, tools
+
+    random.seed(seed)
+    if not hasattr(creator, "BenchFitMax"):
+        creator.create("BenchFitMax", base.Fitness, weights=(1.0,))
+        creator.create("BenchFitMin", base.Fitness, weights=(-1.0,))
+        creator.create("BenchIndMax", list, fitness=creator.BenchFitMax)
+        creator.create("BenchIndMin", list, fitness=creator.BenchFitMin)
+    tb = base.Toolbox()
+    if kind == "onemax":
+        tb.register("attr", random.randint, 0, 1)
+        tb.register("individual", tools.initRepeat, creator.BenchIndMax, tb.attr, 100)
+        tb.register("evaluate", lambda ind: (sum(ind),))
+        tb.register("mate", tools.cxTwoPoint)
+        tb.register("mutate", tools.mutFlipBit, indpb=0.05)
+        cxpb, mutpb = 0.5, 0.2
+    else:
+        from deap import benchmarks
+        tb.register("attr", random.uniform, -5.12, 5.12)
+        tb.register("individual", tools.initRepeat, creator.BenchIndMin, tb.attr, 30)
+        tb.register("evaluate", benchmarks.rastrigin)
+        tb.register("mate", tools.cxSimulatedBinaryBounded, eta=20.0, low=-5.12, up=5.12)
+        tb.register("mutate", tools.mutPolynomialBounded, eta=20.0, low=-5.12, up=5.12,
+                    indpb=1 / 30)
+        cxpb, mutpb = 0.9, 1.0
+    tb.register("select", tools.selTournament, tournsize=3)
+    pop = [tb.individual() for _ in range(300)]
+    for ind in pop:
+        ind.fitness.values = tb.evaluate(ind)
+    t0 = time.perf_counter()
+    pop, _ = algorithms.eaSimple(pop, tb, cxpb=cxpb, mutpb=mutpb, ngen=gens, verbose=False)
+    dt = time.perf_counter() - t0
+    values = [ind.fitness.values[0] for ind in pop]
+    return gens / dt, (max(values) if kind == "onemax" else min(values))
+
+
+def median_of(fn, kind: str, gens: int, runs: int) -> tuple[float, float]:
+    rates, bests = [], []
+    for seed in range(runs):
+        r, b = fn(kind, gens, seed)
+        rates.append(r)
+        bests.append(b)
+    return statistics.median(rates), statistics.median(bests)
+
+
+def kernel_timings(repeat: int) -> list[tuple[str, float, float]]:
+    compiled, twin = load("fitness", pure=False), load("fitness", pure=True)
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**63, (300, 2), dtype=np.uint64)
+    tours = np.ascontiguousarray(np.argsort(rng.random((300, 100)), axis=1).astype(np.int32))
+    dist = rng.random((100, 100))
+    x = rng.uniform(-5.12, 5.12, (300, 30))
+    cases = [("onemax popcount (300x100 bits)", lambda m: m.onemax(bits)),
+             ("tsp tour length (300x100)", lambda m: m.tsp_length(tours, dist)),
+             ("rastrigin (300x30)", lambda m: m.rastrigin(x))]
+    out = []
+    for name, call in cases:
+        t = []
+        for mod in (compiled, twin):
+            best = float("inf")
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                for _ in range(200):
+                    call(mod)
+                best = min(best, (time.perf_counter() - t0) / 200)
+            t.append(best)
+        out.append((name, t[0] * 1e6, t[1] * 1e6))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer runs and generations")
+    args = ap.parse_args()
+    runs = 3 if args.quick else 5
+    if not compiled_available("fitness") or not compiled_available("operators"):
+        print("WARNING: compiled kernels missing; build with "
+              "`cythonize -3 -i _native/fitness.pyx _native/operators.pyx`")
+    try:
+        import deap  # noqa: F401
+        have_deap = True
+    except ImportError:
+        have_deap = False
+    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print()
+    print(f"{'setting':<14}{'ours gen/s':>12}{'best':>10}{'DEAP gen/s':>14}{'DEAP best':>11}"
+          f"{'ratio':>9}")
+    for kind, gens in (("onemax", 200), ("rastrigin", 200)):
+        g = gens // 2 if args.quick else gens
+        rate, best = median_of(ours, kind, g, runs)
+        if have_deap:
+            d_rate, d_best = median_of(deap_run, kind, g, 1 if args.quick else 3)
+            d = f"{d_rate:>14.1f}{d_best:>11.3g}"
+        else:
+            d_rate = REFERENCE[kind]
+            d = f"{d_rate:>14.1f}{'(reference, not measured here)':>41}"
+        print(f"{kind:<14}{rate:>12.0f}{best:>10.3g}{d}{rate / d_rate:>8.0f}x")
+    print()
+    print(f"{'kernel':<34}{'compiled us':>12}{'NumPy us':>10}{'ratio':>8}")
+    for name, c, p in kernel_timings(3 if args.quick else 7):
+        print(f"{name:<34}{c:>12.1f}{p:>10.1f}{p / c:>7.1f}x")
+
+
+if __name__ == "__main__":
+    main()

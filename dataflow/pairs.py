@@ -1,0 +1,407 @@
+"""Key/value operations and everything else that shuffles.
+
+All by-key aggregations are :meth:`PairOps.combineByKey` with different functions: it puts a
+:class:`~dataflow.shuffle.ShuffleWriteSpec` on a shuffle dependency, and the map side combines
+before writing while the reduce side merges with spilling (:mod:`dataflow.spill`). Joins are
+a cogroup of tagged values followed by a per-key product. ``sortByKey`` samples the keys to
+pick range bounds, shuffles by range and sorts each partition. Partition counts default as in
+PySpark: to the parent's number of partitions.
+
+Examples
+--------
+>>> from operator import add
+>>> from dataflow import Context
+>>> ctx = Context("inline")
+>>> words = ctx.parallelize("a rose is a rose".split(), 2)
+>>> sorted(words.map(lambda w: (w, 1)).reduceByKey(add).collect())
+[('a', 2), ('is', 1), ('rose', 2)]
+>>> a = ctx.parallelize([(1, "x"), (2, "y")])
+>>> b = ctx.parallelize([(1, "z"), (3, "w")])
+>>> sorted(a.join(b).collect()), sorted(a.fullOuterJoin(b).collect())
+([(1, ('x', 'z'))], [(1, ('x', 'z')), (2, ('y', None)), (3, (None, 'w'))])
+"""
+from __future__ import annotations
+
+import copy
+from itertools import product
+from typing import Any, Callable, Iterator, Optional
+
+from .partitioner import HashPartitioner, RangePartitioner, portable_hash
+from .shuffle import Aggregator, ShuffleWriteSpec
+from .spill import identity
+
+
+class ResultIterable:
+    """The values of one key after a grouping (iterable, with ``len``), as in PySpark."""
+
+    def __init__(self, data: list) -> None:
+        self.data = data
+        self.maxindex = len(data)
+
+    def __iter__(self) -> Iterator:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"ResultIterable({self.data!r})"
+
+
+def _list1(v: Any) -> list:
+    return [v]
+
+
+def _append(c: list, v: Any) -> list:
+    c.append(v)
+    return c
+
+
+def _extend(a: list, b: list) -> list:
+    a.extend(b)
+    return a
+
+
+def _int_key(k: int) -> int:
+    return k
+
+
+class PairOps:
+    """By-key, join, set and sort operations of :class:`~dataflow.rdd.RDD`."""
+
+    ctx: Any
+    partitioner: Any
+
+    # -- simple per-pair maps ------------------------------------------------------------
+    def keys(self) -> Any:
+        """The keys of a pair RDD.
+
+        >>> from dataflow import Context
+        >>> Context("inline").parallelize([(1, 2), (3, 4)]).keys().collect()
+        [1, 3]
+        """
+        return self.map(lambda kv: kv[0])  # type: ignore[attr-defined]
+
+    def values(self) -> Any:
+        """The values of a pair RDD."""
+        return self.map(lambda kv: kv[1])  # type: ignore[attr-defined]
+
+    def mapValues(self, f: Callable[[Any], Any]) -> Any:
+        """Apply ``f`` to each value, keeping keys (and the partitioner).
+
+        >>> from dataflow import Context
+        >>> Context("inline").parallelize([("a", [1, 2])]).mapValues(len).collect()
+        [('a', 2)]
+        """
+        return self.map(lambda kv: (kv[0], f(kv[1])), True)  # type: ignore[attr-defined]
+
+    def flatMapValues(self, f: Callable[[Any], Any]) -> Any:
+        """Pairs ``(k, w)`` for every ``w`` in ``f(v)``.
+
+        >>> from dataflow import Context
+        >>> Context("inline").parallelize([("a", 2)]).flatMapValues(range).collect()
+        [('a', 0), ('a', 1)]
+        """
+        return self.flatMap(lambda kv: ((kv[0], x) for x in f(kv[1])), True)  # type: ignore[attr-defined]
+
+    # -- shuffles ------------------------------------------------------------------------
+    def _n(self, numPartitions: Optional[int]) -> int:
+        return numPartitions or max(1, self.getNumPartitions())  # type: ignore[attr-defined]
+
+    def _shuffle(self, partitioner: Any, aggregator: Optional[Aggregator] = None,
+                 map_side_combine: bool = True, sort_key: Optional[Callable] = None,
+                 ascending: bool = True) -> Any:
+        from .rdd import ShuffledRDD
+        spec = ShuffleWriteSpec(self.ctx._new_shuffle_id(), partitioner, aggregator,
+                                map_side_combine)
+        return ShuffledRDD(self, spec, sort_key, ascending)  # type: ignore[arg-type]
+
+    def partitionBy(self, numPartitions: int, partitionFunc: Callable = portable_hash) -> Any:
+        """Move each pair to partition ``partitionFunc(key) % numPartitions``.
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([(0, "a"), (1, "b"), (2, "c")]).partitionBy(2, lambda k: k)
+        >>> rdd.glom().collect()
+        [[(0, 'a'), (2, 'c')], [(1, 'b')]]
+        """
+        part = HashPartitioner(numPartitions, partitionFunc)
+        if self.partitioner == part:
+            return self
+        return self._shuffle(part)
+
+    def combineByKey(self, createCombiner: Callable, mergeValue: Callable,
+                     mergeCombiners: Callable, numPartitions: Optional[int] = None,
+                     partitionFunc: Callable = portable_hash) -> Any:
+        """Combine the values of each key into a combiner.
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([("a", 1), ("b", 2), ("a", 3)], 2)
+        >>> sorted(rdd.combineByKey(lambda v: [v], lambda c, v: c + [v], lambda a, b: a + b).collect())
+        [('a', [1, 3]), ('b', [2])]
+        """
+        agg = Aggregator(createCombiner, mergeValue, mergeCombiners)
+        return self._combine(agg, numPartitions, partitionFunc)
+
+    def _combine(self, agg: Aggregator, numPartitions: Optional[int], partitionFunc: Callable,
+                 map_side_combine: bool = True) -> Any:
+        return self._shuffle(HashPartitioner(self._n(numPartitions), partitionFunc), agg,
+                             map_side_combine)
+
+    def reduceByKey(self, func: Callable[[Any, Any], Any], numPartitions: Optional[int] = None,
+                    partitionFunc: Callable = portable_hash) -> Any:
+        """Merge the values of each key with ``func`` (map-side first).
+
+        >>> from dataflow import Context
+        >>> sorted(Context("inline").parallelize([("a", 1), ("a", 2), ("b", 5)]).reduceByKey(max).collect())
+        [('a', 2), ('b', 5)]
+        """
+        return self._combine(Aggregator.for_reduce(func), numPartitions, partitionFunc)
+
+    def reduceByKeyLocally(self, func: Callable[[Any, Any], Any]) -> dict:
+        """Merge the values of each key with ``func`` and return a dict to the driver."""
+        def part(it: Iterator) -> dict:
+            m: dict = {}
+            for k, v in it:
+                m[k] = func(m[k], v) if k in m else v
+            return m
+
+        out: dict = {}
+        for m in self.mapPartitions(lambda it: [part(it)]).collect():  # type: ignore[attr-defined]
+            for k, v in m.items():
+                out[k] = func(out[k], v) if k in out else v
+        return out
+
+    def foldByKey(self, zeroValue: Any, func: Callable[[Any, Any], Any],
+                  numPartitions: Optional[int] = None,
+                  partitionFunc: Callable = portable_hash) -> Any:
+        """Fold the values of each key from a fresh copy of ``zeroValue``.
+
+        >>> from operator import add
+        >>> from dataflow import Context
+        >>> sorted(Context("inline").parallelize([("a", 1), ("a", 2)]).foldByKey(10, add).collect())
+        [('a', 13)]
+        """
+        return self.combineByKey(lambda v: func(copy.deepcopy(zeroValue), v), func, func,
+                                 numPartitions, partitionFunc)
+
+    def aggregateByKey(self, zeroValue: Any, seqFunc: Callable, combFunc: Callable,
+                       numPartitions: Optional[int] = None,
+                       partitionFunc: Callable = portable_hash) -> Any:
+        """Aggregate each key's values with ``seqFunc`` from ``zeroValue``; merge with ``combFunc``.
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([("a", 1), ("a", 2), ("b", 3)], 2)
+        >>> sorted(rdd.aggregateByKey(0, lambda c, v: c + v, lambda a, b: a + b).collect())
+        [('a', 3), ('b', 3)]
+        """
+        return self.combineByKey(lambda v: seqFunc(copy.deepcopy(zeroValue), v), seqFunc,
+                                 combFunc, numPartitions, partitionFunc)
+
+    def groupByKey(self, numPartitions: Optional[int] = None,
+                   partitionFunc: Callable = portable_hash) -> Any:
+        """Group the values of each key into a :class:`ResultIterable`.
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([("a", 1), ("b", 2), ("a", 3)], 2)
+        >>> sorted(rdd.groupByKey().mapValues(list).collect())
+        [('a', [1, 3]), ('b', [2])]
+        """
+        agg = Aggregator(_list1, _append, _extend)
+        return self._combine(agg, numPartitions, partitionFunc, False).mapValues(ResultIterable)
+
+    def groupBy(self, f: Callable[[Any], Any], numPartitions: Optional[int] = None,
+                partitionFunc: Callable = portable_hash) -> Any:
+        """Group elements by ``f(x)``.
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([1, 2, 3, 4])
+        >>> sorted((k, sorted(v)) for k, v in rdd.groupBy(lambda x: x % 2).collect())
+        [(0, [2, 4]), (1, [1, 3])]
+        """
+        return self.map(lambda x: (f(x), x)).groupByKey(numPartitions, partitionFunc)  # type: ignore[attr-defined]
+
+    def repartition(self, numPartitions: int) -> Any:
+        """Exactly ``numPartitions`` partitions of about equal size (a shuffle).
+
+        >>> from dataflow import Context
+        >>> Context("inline").parallelize(range(8), 1).repartition(4).glom().map(len).collect()
+        [2, 2, 2, 2]
+        """
+        n = int(numPartitions)
+
+        def keyed(i: int, it: Iterator) -> Iterator:
+            return (((i + j) % n, x) for j, x in enumerate(it))
+
+        shuffled = self.mapPartitionsWithIndex(keyed)._shuffle(HashPartitioner(n, _int_key))  # type: ignore[attr-defined]
+        return shuffled.values()
+
+    def repartitionAndSortWithinPartitions(self, numPartitions: Optional[int] = None,
+                                           partitionFunc: Callable = portable_hash,
+                                           ascending: bool = True,
+                                           keyfunc: Callable = identity) -> Any:
+        """Repartition by ``partitionFunc`` and sort each partition by key.
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([(0, 5), (3, 8), (2, 6), (0, 8), (3, 8), (1, 3)])
+        >>> rdd.repartitionAndSortWithinPartitions(2, lambda x: x % 2).glom().collect()
+        [[(0, 5), (0, 8), (2, 6)], [(1, 3), (3, 8), (3, 8)]]
+        """
+        part = HashPartitioner(self._n(numPartitions), partitionFunc)
+        return self._shuffle(part, sort_key=keyfunc, ascending=ascending)
+
+    def sortByKey(self, ascending: bool = True, numPartitions: Optional[int] = None,
+                  keyfunc: Callable = identity) -> Any:
+        """Sort pairs by key across partitions (samples the keys to choose ranges).
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([("b", 1), ("a", 2), ("c", 3)], 2)
+        >>> rdd.sortByKey().collect(), rdd.sortByKey(False).keys().collect()
+        ([('a', 2), ('b', 1), ('c', 3)], ['c', 'b', 'a'])
+        """
+        n = self._n(numPartitions)
+        if n == 1:
+            return self._shuffle(HashPartitioner(1), sort_key=keyfunc, ascending=ascending)
+        size = self.count()  # type: ignore[attr-defined]
+        fraction = min(n * 20.0 / max(size, 1), 1.0)
+        samples = sorted(self.sample(False, fraction, 1).map(lambda kv: keyfunc(kv[0])).collect())  # type: ignore[attr-defined]
+        bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(n - 1)] if samples else []
+        return self._shuffle(RangePartitioner(bounds, ascending, keyfunc), sort_key=keyfunc,
+                             ascending=ascending)
+
+    def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True,
+               numPartitions: Optional[int] = None) -> Any:
+        """Sort elements by ``keyfunc``.
+
+        >>> from dataflow import Context
+        >>> Context("inline").parallelize(["ccc", "a", "bb"], 2).sortBy(len).collect()
+        ['a', 'bb', 'ccc']
+        """
+        return self.keyBy(keyfunc).sortByKey(ascending, numPartitions).values()  # type: ignore[attr-defined]
+
+    # -- set operations ------------------------------------------------------------------
+    def distinct(self, numPartitions: Optional[int] = None) -> Any:
+        """The distinct elements.
+
+        >>> from dataflow import Context
+        >>> sorted(Context("inline").parallelize([1, 1, 2, 3, 3]).distinct().collect())
+        [1, 2, 3]
+        """
+        return (self.map(lambda x: (x, None))  # type: ignore[attr-defined]
+                .reduceByKey(lambda x, _: x, numPartitions).map(lambda kv: kv[0]))
+
+    def intersection(self, other: Any) -> Any:
+        """Distinct elements present in both RDDs.
+
+        >>> from dataflow import Context
+        >>> ctx = Context("inline")
+        >>> sorted(ctx.parallelize([1, 2, 2, 3]).intersection(ctx.parallelize([2, 3, 4])).collect())
+        [2, 3]
+        """
+        a = self.map(lambda v: (v, None))  # type: ignore[attr-defined]
+        b = other.map(lambda v: (v, None))
+        return a.cogroup(b).filter(lambda kv: len(kv[1][0]) and len(kv[1][1])).keys()
+
+    def subtractByKey(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+        """Pairs whose key does not occur in ``other``.
+
+        >>> from dataflow import Context
+        >>> ctx = Context("inline")
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).subtractByKey(ctx.parallelize([("a", 9)])).collect()
+        [('b', 2)]
+        """
+        return (self.cogroup(other, numPartitions)
+                .filter(lambda kv: len(kv[1][0]) and not len(kv[1][1]))
+                .flatMapValues(lambda vs: vs[0]))
+
+    def subtract(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+        """Elements not in ``other`` (duplicates of the survivors kept).
+
+        >>> from dataflow import Context
+        >>> ctx = Context("inline")
+        >>> sorted(ctx.parallelize([1, 2, 2, 3]).subtract(ctx.parallelize([3])).collect())
+        [1, 2, 2]
+        """
+        a = self.map(lambda x: (x, True))  # type: ignore[attr-defined]
+        return a.subtractByKey(other.map(lambda x: (x, True)), numPartitions).keys()
+
+    # -- cogroup and joins ---------------------------------------------------------------
+    def cogroup(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+        """For each key, the values in this RDD and in ``other`` as two ResultIterables.
+
+        >>> from dataflow import Context
+        >>> ctx = Context("inline")
+        >>> g = ctx.parallelize([("a", 1)]).cogroup(ctx.parallelize([("a", 2), ("b", 3)]))
+        >>> sorted((k, tuple(map(list, v))) for k, v in g.collect())
+        [('a', ([1], [2])), ('b', ([], [3]))]
+        """
+        return _cogroup([self, other], numPartitions)
+
+    def groupWith(self, other: Any, *others: Any) -> Any:
+        """Cogroup with any number of other RDDs."""
+        return _cogroup([self, other, *others], None)
+
+    def join(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+        """Inner join: ``(k, (v, w))`` for every pair of matching values."""
+        return self.cogroup(other, numPartitions).flatMapValues(
+            lambda vw: product(vw[0], vw[1]))
+
+    def leftOuterJoin(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+        """``(k, (v, w))``, with ``w = None`` when ``other`` lacks ``k``.
+
+        >>> from dataflow import Context
+        >>> ctx = Context("inline")
+        >>> sorted(ctx.parallelize([("a", 1), ("b", 2)]).leftOuterJoin(ctx.parallelize([("a", 3)])).collect())
+        [('a', (1, 3)), ('b', (2, None))]
+        """
+        return self.cogroup(other, numPartitions).flatMapValues(
+            lambda vw: product(vw[0], vw[1] if len(vw[1]) else [None]))
+
+    def rightOuterJoin(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+        """``(k, (v, w))``, with ``v = None`` when this RDD lacks ``k``."""
+        return self.cogroup(other, numPartitions).flatMapValues(
+            lambda vw: product(vw[0] if len(vw[0]) else [None], vw[1]))
+
+    def fullOuterJoin(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+        """Left and right outer join together."""
+        return self.cogroup(other, numPartitions).flatMapValues(
+            lambda vw: product(vw[0] if len(vw[0]) else [None], vw[1] if len(vw[1]) else [None]))
+
+    def lookup(self, key: Any) -> list:
+        """All values of ``key`` (one partition scanned when the partitioner is known).
+
+        >>> from dataflow import Context
+        >>> rdd = Context("inline").parallelize([(1, "a"), (2, "b"), (1, "c")]).partitionBy(3)
+        >>> rdd.lookup(1)
+        ['a', 'c']
+        """
+        values = self.filter(lambda kv: kv[0] == key).values()  # type: ignore[attr-defined]
+        if self.partitioner is not None:
+            return self.ctx.runJob(values, lambda it: list(it), [self.partitioner(key)])
+        return values.collect()
+
+
+def _cogroup(rdds: list, numPartitions: Optional[int]) -> Any:
+    width = len(rdds)
+
+    def tag(i: int) -> Callable:
+        return lambda kv: (kv[0], (i, kv[1]))
+
+    def create(tv: tuple) -> list:
+        c: list = [[] for _ in range(width)]
+        c[tv[0]].append(tv[1])
+        return c
+
+    def merge_value(c: list, tv: tuple) -> list:
+        c[tv[0]].append(tv[1])
+        return c
+
+    def merge_combiners(a: list, b: list) -> list:
+        for x, y in zip(a, b):
+            x.extend(y)
+        return a
+
+    ctx = rdds[0].ctx
+    tagged = ctx.union([r.map(tag(i)) for i, r in enumerate(rdds)])
+    agg = Aggregator(create, merge_value, merge_combiners)
+    grouped = tagged._combine(agg, numPartitions, portable_hash, False)
+    return grouped.mapValues(lambda c: tuple(ResultIterable(x) for x in c))
