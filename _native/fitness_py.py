@@ -18,6 +18,7 @@ import numpy as np
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+_MULT = 0xD6E8FEB86659FD93
 
 
 def _out(out: np.ndarray | None, n: int, cols: int = 0) -> np.ndarray:
@@ -197,7 +198,8 @@ def _mix(h: np.ndarray) -> np.ndarray:
 def row_hash(words: np.ndarray, seed: int = 0, out: np.ndarray | None = None) -> np.ndarray:
     """64-bit hash of each row of a uint64 matrix (for genome dedup).
 
-    ``h = mix(seed ^ golden ^ ncols)`` then ``h = mix(h ^ w_j) + golden`` for each word.
+    ``h = mix(seed ^ golden ^ ncols)``; for each word ``h = (h ^ w_j) * M; h ^= h >> 32``;
+    the result is ``mix(h)`` (``mix`` is splitmix64's finaliser, ``M`` an odd constant).
     """
     words = np.asarray(words, dtype=np.uint64)
     n, m = words.shape
@@ -207,6 +209,8 @@ def row_hash(words: np.ndarray, seed: int = 0, out: np.ndarray | None = None) ->
         h = np.full(n, (int(seed) ^ _GOLDEN ^ m) & _MASK64, dtype=np.uint64)
         h = _mix(h)
         for j in range(m):
-            h = _mix(h ^ words[:, j]) + _U64(_GOLDEN)
+            h = (h ^ words[:, j]) * _U64(_MULT)
+            h ^= h >> _U64(32)
+        h = _mix(h)
     out[:] = h
     return out

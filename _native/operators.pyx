@@ -8,8 +8,23 @@ from libc.math cimport pow, fabs
 from libc.stdint cimport int32_t, int64_t
 
 
+cdef inline double _powe(double x, double e) noexcept nogil:
+    # x ** e; exponentiation by squaring when e is a small whole number (eta + 1 usually is)
+    cdef long k
+    cdef double r = 1.0
+    if e == <double><long>e and 0 < e <= 64:
+        k = <long>e
+        while k:
+            if k & 1:
+                r *= x
+            x *= x
+            k >>= 1
+        return r
+    return pow(x, e)
+
+
 cdef inline double _beta_q(double beta, double rand, double eta) noexcept nogil:
-    cdef double alpha = 2.0 - pow(beta, -(eta + 1.0))
+    cdef double alpha = 2.0 - 1.0 / _powe(beta, eta + 1.0)
     if rand <= 1.0 / alpha:
         return pow(rand * alpha, 1.0 / (eta + 1.0))
     return pow(1.0 / (2.0 - rand * alpha), 1.0 / (eta + 1.0))
@@ -53,30 +68,27 @@ def sbx_bounded(double[:, ::1] a, double[:, ::1] b, const double[::1] low,
 
 
 def polynomial_bounded(double[:, ::1] x, const double[::1] low, const double[::1] up,
-                       double eta, double indpb, const double[:, :, ::1] u):
-    hit_arr = np.zeros((x.shape[0], x.shape[1]), dtype=bool)
-    cdef unsigned char[:, ::1] hit = hit_arr.view(np.uint8)
-    cdef Py_ssize_t i, j
+                       double eta, const unsigned char[:, ::1] hit, const double[::1] r):
+    cdef Py_ssize_t i, j, t = 0
     cdef double v, xl, xu, span, rand, p = 1.0 / (eta + 1.0), dq
     with nogil:
         for i in range(x.shape[0]):
             for j in range(x.shape[1]):
-                if u[i, j, 0] > indpb:
+                if not hit[i, j]:
                     continue
-                hit[i, j] = 1
                 v = x[i, j]
                 xl = low[j]
                 xu = up[j]
                 span = xu - xl
-                rand = u[i, j, 1]
+                rand = r[t]
+                t += 1
                 if rand < 0.5:
                     dq = pow(2.0 * rand + (1.0 - 2.0 * rand)
-                             * pow(1.0 - (v - xl) / span, eta + 1.0), p) - 1.0
+                             * _powe(1.0 - (v - xl) / span, eta + 1.0), p) - 1.0
                 else:
                     dq = 1.0 - pow(2.0 * (1.0 - rand) + 2.0 * (rand - 0.5)
-                                   * pow(1.0 - (xu - v) / span, eta + 1.0), p)
+                                   * _powe(1.0 - (xu - v) / span, eta + 1.0), p)
                 x[i, j] = _clip(v + dq * span, xl, xu)
-    return hit_arr
 
 
 def ordered(int32_t[:, ::1] a, int32_t[:, ::1] b, const int64_t[:, ::1] cuts):

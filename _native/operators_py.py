@@ -45,11 +45,12 @@ def sbx_bounded(a: np.ndarray, b: np.ndarray, low: np.ndarray, up: np.ndarray, e
 
 
 def polynomial_bounded(x: np.ndarray, low: np.ndarray, up: np.ndarray, eta: float,
-                       indpb: float, u: np.ndarray) -> np.ndarray:
-    """Bounded polynomial mutation, in place; gene ``j`` of row ``i`` mutates when
-    ``u[i, j, 0] <= indpb``, with spread draw ``u[i, j, 1]``. Returns the mask of genes hit."""
-    hit = u[..., 0] <= indpb
-    rand = u[..., 1]
+                       hit: np.ndarray, r: np.ndarray) -> None:
+    """Bounded polynomial mutation, in place, of the genes where ``hit`` is true; ``r`` holds
+    one uniform draw per hit gene, consumed in row-major order."""
+    hit = np.asarray(hit, dtype=bool)
+    rand = np.zeros(x.shape)
+    rand[hit] = r[: int(hit.sum())]
     span = up - low
     d1 = (x - low) / span
     d2 = (up - x) / span
@@ -60,7 +61,6 @@ def polynomial_bounded(x: np.ndarray, low: np.ndarray, up: np.ndarray, eta: floa
         dq = np.where(rand < 0.5, lo_val ** p - 1.0, 1.0 - hi_val ** p)
     y = np.minimum(np.maximum(x + dq * span, low), up)
     x[...] = np.where(hit, y, x)
-    return hit
 
 
 def ordered(a: np.ndarray, b: np.ndarray, cuts: np.ndarray) -> None:

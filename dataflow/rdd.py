@@ -391,15 +391,25 @@ class RDD(Actions, PairOps):
                 try:
                     for x in it:
                         proc.stdin.write(str(x).encode("utf-8") + b"\n")  # type: ignore[union-attr]
+                except BrokenPipeError:  # the command stopped reading; its exit code tells
+                    pass
+                except BaseException as exc:  # upstream user code failed: re-raised below
+                    failed.append(exc)
                 finally:
-                    proc.stdin.close()  # type: ignore[union-attr]
+                    try:
+                        proc.stdin.close()  # type: ignore[union-attr]
+                    except BrokenPipeError:
+                        pass
 
+            failed: list = []
             writer = threading.Thread(target=feed, daemon=True)
             writer.start()
             for line in proc.stdout:  # type: ignore[union-attr]
                 yield line.decode("utf-8").rstrip("\n")
             writer.join()
             code = proc.wait()
+            if failed:
+                raise failed[0]
             if checkCode and code:
                 raise RuntimeError(f"Pipe function `{command}' exited with error code {code}")
 

@@ -168,8 +168,9 @@ def _not_pair(record: Any, what: str) -> NotPairError:
 
 def _columns(chunk: list, op: Optional[str]) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """Columns for a chunk of plain (int, int|float) pairs, or None if it does not fit."""
-    try:
-        ks, vs = zip(*chunk)
+    try:  # list comprehensions: far cheaper than zip(*chunk) on long chunks
+        ks = [k for k, _ in chunk]
+        vs = [v for _, v in chunk]
     except (TypeError, ValueError):
         return None
     if set(map(type, ks)) != {int}:

@@ -12,7 +12,7 @@ Examples
 --------
 >>> import genetic
 >>> problem = genetic.Problem(genome=genetic.bits(100), fitness="onemax", maximize=True)
->>> result = genetic.evolve(problem, population=300, generations=60, islands=2, seed=1)
+>>> result = genetic.evolve(problem, population=300, generations=100, islands=2, seed=1)
 >>> result.best.fitness
 100.0
 >>> result.history.column_names

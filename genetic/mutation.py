@@ -53,18 +53,30 @@ class Mutation:
         g = getattr(self, "gene_rate", None)
         return 1.0 / space.n_genes if g is None else float(g)
 
-    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> None:
-        """Mutate every row of ``rows`` in place (gene-level rates apply)."""
+    def mutate(self, space: GenomeSpace, rows: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray | None:
+        """Mutate every row of ``rows`` in place (gene-level rates apply). Returns which rows
+        actually changed when the operator knows it cheaply, else ``None`` (all may have)."""
         raise NotImplementedError  # pragma: no cover
 
     def apply(self, space: GenomeSpace, genomes: np.ndarray,
               rng: np.random.Generator) -> np.ndarray:
-        """Mutate each individual with probability ``rate``; returns the rows touched."""
+        """Mutate each individual with probability ``rate``; returns the rows changed.
+
+        DEAP re-evaluates every individual the mutation was applied to; here an individual
+        none of whose genes was hit keeps its fitness (its genome is unchanged), which saves
+        evaluations without changing the search.
+        """
         chosen = rng.random(genomes.shape[0]) < self.rate
         idx = np.flatnonzero(chosen)
         if idx.size:
             rows = genomes[idx]
-            self.mutate(space, rows, rng)
+            changed = self.mutate(space, rows, rng)
+            if changed is not None:
+                idx = idx[changed]
+                rows = rows[changed]
+                chosen[:] = False
+                chosen[idx] = True
             genomes[idx] = rows
         return chosen
 
@@ -77,9 +89,11 @@ class BitFlip(Mutation):
     gene_rate: float | None = 0.05
     kinds = ("bits",)
 
-    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> None:
+    def mutate(self, space: GenomeSpace, rows: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
         flips = rng.random((rows.shape[0], space.n_genes)) < self.genes(space)
         rows ^= pack_bits(flips, space.width)
+        return flips.any(axis=1)
 
 
 @dataclass(frozen=True)
@@ -94,13 +108,14 @@ class Gaussian(Mutation):
     clip: bool = True
     kinds = ("reals",)
 
-    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> None:
+    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         assert isinstance(space, Reals)
         hit = rng.random(rows.shape) < self.genes(space)
         noise = rng.normal(self.mu, 1.0, rows.shape) * np.asarray(self.sigma, dtype=np.float64)
         rows += np.where(hit, noise, 0.0)
         if self.clip:
             np.clip(rows, space.low, space.high, out=rows)
+        return hit.any(axis=1)
 
 
 @dataclass(frozen=True)
@@ -113,11 +128,14 @@ class Polynomial(Mutation):
     eta: float = 20.0
     kinds = ("reals",)
 
-    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> None:
+    def mutate(self, space: GenomeSpace, rows: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
         assert isinstance(space, Reals)
-        u = rng.random((rows.shape[0], space.n_genes, 2))
+        hit = rng.random(rows.shape) <= self.genes(space)
+        r = rng.random(int(np.count_nonzero(hit)))
         load("operators").polynomial_bounded(rows, space.low, space.high, float(self.eta),
-                                             self.genes(space), u)
+                                             hit.view(np.uint8), r)
+        return hit.any(axis=1)
 
 
 @dataclass(frozen=True)
@@ -129,11 +147,12 @@ class UniformInt(Mutation):
     gene_rate: float | None = None
     kinds = ("integers",)
 
-    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> None:
+    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         assert isinstance(space, Integers)
         hit = rng.random(rows.shape) < self.genes(space)
         fresh = rng.integers(space.low, space.high, rows.shape, endpoint=True)
         rows[...] = np.where(hit, fresh, rows)
+        return hit.any(axis=1)
 
 
 @dataclass(frozen=True)
@@ -145,9 +164,10 @@ class Swap(Mutation):
     gene_rate: float | None = 0.05
     kinds = ("permutation",)
 
-    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> None:
+    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         u = rng.random((rows.shape[0], space.n_genes, 2))
         load("operators").shuffle_indexes(rows, self.genes(space), u)
+        return (u[:, :, 0] < self.genes(space)).any(axis=1)
 
 
 @dataclass(frozen=True)
@@ -158,7 +178,8 @@ class Inversion(Mutation):
     rate: float = 0.2
     kinds = ("permutation",)
 
-    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> None:
+    def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ij = rng.integers(0, space.n_genes, (rows.shape[0], 2))
         cuts = np.ascontiguousarray(np.stack([ij.min(1), ij.max(1) - 1], 1), dtype=np.int64)
         load("operators").invert(rows, cuts)
+        return cuts[:, 1] > cuts[:, 0]

@@ -146,7 +146,7 @@ def _up(args: argparse.Namespace) -> int:
 
     from substrate.local import LocalCluster
 
-    cluster = LocalCluster(agents=args.agents)
+    cluster = LocalCluster(agents=args.agents, master_port=args.port, http_port=args.http_port)
     cluster.start()
     print(f"master  {cluster.master}\nstate   {cluster.dashboard_url}/state\n"
           f"metrics {cluster.dashboard_url}/metrics\nagents  {args.agents}\n"

@@ -37,6 +37,8 @@ class LocalCluster:
         Where sandboxes go (default: a temporary directory removed on stop).
     processes : bool
         Run master and agents as separate OS processes instead of threads of this process.
+    master_port, http_port : int
+        Ports for the master's gRPC and HTTP endpoints (0: any free port).
     master_config : MasterConfig, optional
         Timing overrides for the master (tests shorten heartbeats).
     agent_options : dict, optional
@@ -54,7 +56,8 @@ class LocalCluster:
     def __init__(self, agents: int = 2, *, cpus: Optional[float] = None,
                  mem: Optional[float] = None, work_dir: Optional[str] = None,
                  processes: bool = False, master_config=None,
-                 agent_options: Optional[dict] = None, http: bool = True) -> None:
+                 agent_options: Optional[dict] = None, http: bool = True,
+                 master_port: int = 0, http_port: int = 0) -> None:
         if agents < 1:
             raise ClusterError("a cluster needs at least one agent")
         self.num_agents = agents
@@ -73,6 +76,7 @@ class LocalCluster:
         self.master_config = master_config
         self.agent_options = dict(agent_options or {})
         self.http = http
+        self.master_port, self.http_port = master_port, http_port
         self.master = ""
         self.dashboard_url = ""
         self.agents: list = []
@@ -149,7 +153,8 @@ class LocalCluster:
         from substrate.agent import Agent, AgentConfig
         from substrate.master import Master
 
-        self._master_obj = Master("127.0.0.1", 0, 0 if self.http else None, self.master_config)
+        self._master_obj = Master("127.0.0.1", self.master_port,
+                                  self.http_port if self.http else None, self.master_config)
         await self._master_obj.start()
         self.master = self._master_obj.address
         self.dashboard_url = self._master_obj.http_url

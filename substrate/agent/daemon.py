@@ -9,14 +9,13 @@ keep running. Everything the agent decides is in :mod:`substrate.agent.core` and
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import asyncio
 import contextlib
 import logging
 import os
 import signal
-from typing import Optional
+from typing import Callable, Optional
 
 import grpc
 
@@ -239,6 +238,8 @@ class Agent:
 def main(config: AgentConfig, ready: "Callable[[Agent], None] | None" = None) -> int:
     """Run an agent until SIGINT/SIGTERM or the master's SHUTDOWN; returns the exit code.
 
+    ``ready``, if given, is called with the agent once the master has registered it.
+
     Examples
     --------
     ``offerpool agent --master host:5050`` calls ``main(AgentConfig(master="host:5050"))``.
@@ -248,17 +249,20 @@ def main(config: AgentConfig, ready: "Callable[[Agent], None] | None" = None) ->
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def run() -> int:
-        agent = Agent(config)
-        await agent.start()
-        if ready is not None:
-            await asyncio.wait_for(agent.registered.wait(), 60)
-            ready(agent)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):   # before start: no window without them
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        agent = Agent(config)
+        await agent.start()
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(agent.stopped.wait())]
+        if ready is not None:
+            registered = asyncio.ensure_future(agent.registered.wait())
+            await asyncio.wait([registered, *waits], return_when=asyncio.FIRST_COMPLETED)
+            registered.cancel()
+            if agent.registered.is_set() and not stop.is_set():
+                ready(agent)
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for w in waits:
             w.cancel()

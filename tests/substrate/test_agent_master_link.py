@@ -3,7 +3,11 @@ re-registration with the unacknowledged updates resent, and a master that is not
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -159,3 +163,43 @@ def test_master_shutdown_event_stops_the_agent(tmp_path):
             await agent.stop()
             await server.stop(0)
     run(main())
+
+
+def test_main_runs_standalone_until_sigterm(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys; from substrate.agent import AgentConfig, main; "
+            f"sys.exit(main(AgentConfig(master='127.0.0.1:{port}', work_dir={str(tmp_path)!r})))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        for line in proc.stderr:                    # wait for the agent to say it is serving
+            if "serving executors" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_snapshot_is_json(tmp_path):
+    async def main():
+        agent = Agent(config(tmp_path, ""))
+        await agent.start()
+        try:
+            snap = json.loads(json.dumps(agent.snapshot()))
+            assert snap["resources"]["cpus"] == 2 and snap["tasks"] == []
+            assert snap["address"] == agent.address
+        finally:
+            await agent.stop()
+    run(main())
+
+
+def test_resources_are_probed_when_not_configured(tmp_path):
+    agent = Agent(AgentConfig(master="", work_dir=str(tmp_path)))
+    res = agent.core.resources
+    assert res.cpus == os.cpu_count() and res.mem > 0 and res.ports == ((31000, 32000),)
+    assert res.gpus == 0

@@ -219,3 +219,19 @@ def test_offerpool_run_exits_nonzero_when_a_task_fails(proc_cluster):
                              "--master", proc_cluster.master],
                             capture_output=True, text=True, timeout=60)
     assert len(json.loads(status.stdout)["agents"]) == 2
+
+
+def test_offerpool_up_serves_until_interrupted():
+    proc = subprocess.Popen([sys.executable, "-m", "substrate.cli", "up", "--port", "0",
+                             "--http-port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        master = lines[0].split()[1]
+        status = subprocess.run([sys.executable, "-m", "substrate.cli", "status", "--master",
+                                 master], capture_output=True, text=True, timeout=60)
+        assert "agents: 1" in status.stdout, status.stdout + status.stderr
+        with urllib.request.urlopen(lines[1].split()[1], timeout=10) as r:
+            assert json.load(r)["agents"][0]["connected"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) in (0, 130)

@@ -1,0 +1,146 @@
+"""Operator kernels (_native/operators): golden values from DEAP's definitions (pinned here,
+for fixed random draws), compiled == twin, and permutation validity (hypothesis)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _native import compiled_available, load
+
+BACKENDS = [pytest.param(True, id="twin"), pytest.param(False, id="compiled")]
+
+
+@pytest.fixture(params=BACKENDS)
+def ops(request):
+    if not request.param and not compiled_available("operators"):
+        pytest.skip("compiled operator kernels not built")
+    return load("operators", pure=request.param)
+
+
+LOW, UP = np.full(4, -5.0), np.full(4, 5.0)
+
+
+def test_sbx_golden(ops):
+    # DEAP's cxSimulatedBinaryBounded(eta=20, low=-5, up=5) fed the same draws: gene 0 crosses
+    # (no swap), gene 1 crosses and swaps, gene 2 does not cross (0.6 > 0.5), gene 3 equal.
+    a = np.array([[0.1, -2.0, 3.0, 0.5]])
+    b = np.array([[1.5, 2.0, -1.0, 0.5]])
+    u = np.array([[[0.2, 0.3, 0.7], [0.4, 0.9, 0.1], [0.6, 0.5, 0.5], [0.1, 0.5, 0.5]]])
+    ops.sbx_bounded(a, b, LOW, UP, 20.0, u)
+    np.testing.assert_allclose(a, [[0.11682209, 2.15930645, 3.0, 0.5]], atol=1e-8)
+    np.testing.assert_allclose(b, [[1.48317791, -2.15930645, -1.0, 0.5]], atol=1e-8)
+
+
+def test_polynomial_golden(ops):
+    # DEAP's mutPolynomialBounded(eta=20, low=-5, up=5) on genes 0..2 with draws .25, .8, .05
+    x = np.array([[0.0, 4.5, -4.9, 1.0]])
+    hit = np.array([[1, 1, 1, 0]], dtype=np.uint8)
+    ops.polynomial_bounded(x, LOW, UP, 20.0, hit, np.array([0.25, 0.8, 0.05]))
+    np.testing.assert_allclose(x, [[-0.324682, 4.73696779, -4.98904433, 1.0]], atol=1e-8)
+
+
+def test_ox_golden(ops):
+    # DEAP's cxOrdered with positions (2, 5)
+    a = np.array([[0, 1, 2, 3, 4, 5, 6, 7]], np.int32)
+    b = np.array([[7, 6, 5, 4, 3, 2, 1, 0]], np.int32)
+    ops.ordered(a, b, np.array([[2, 5]], np.int64))
+    assert a.tolist() == [[0, 1, 5, 4, 3, 2, 6, 7]]
+    assert b.tolist() == [[7, 6, 2, 3, 4, 5, 1, 0]]
+
+
+def test_pmx_golden(ops):
+    # DEAP's cxPartialyMatched with cut points 3 <= j < 6
+    a = np.array([[1, 2, 3, 4, 5, 6, 7, 8, 0]], np.int32)
+    b = np.array([[4, 5, 2, 1, 8, 7, 6, 0, 3]], np.int32)
+    ops.partially_matched(a, b, np.array([[3, 6]], np.int64))
+    assert a.tolist() == [[4, 2, 3, 1, 8, 7, 6, 5, 0]]
+    assert b.tolist() == [[1, 8, 2, 4, 5, 6, 7, 0, 3]]
+
+
+def test_shuffle_and_invert_golden(ops):
+    x = np.array([[0, 1, 2, 3, 4]], np.int32)
+    u = np.zeros((1, 5, 2))
+    u[0, :, 0] = [0.9, 0.01, 0.9, 0.9, 0.9]   # only gene 1 mutates
+    u[0, 1, 1] = 0.8                           # k = floor(0.8 * 4) = 3, >= 1 so k = 4
+    ops.shuffle_indexes(x, 0.05, u)
+    assert x.tolist() == [[0, 4, 2, 3, 1]]
+    ops.invert(x, np.array([[1, 3]], np.int64))
+    assert x.tolist() == [[0, 3, 2, 4, 1]]
+
+
+perm_case = st.tuples(st.integers(2, 25), st.integers(1, 6), st.integers(0, 2**32 - 1))
+
+
+def _perms(n, pop, rng):
+    return np.ascontiguousarray(np.argsort(rng.random((pop, n)), axis=1).astype(np.int32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(perm_case)
+def test_ox_pmx_give_permutations_and_backends_agree(case):
+    n, pop, seed = case
+    rng = np.random.default_rng(seed)
+    a, b = _perms(n, pop, rng), _perms(n, pop, rng)
+    x = rng.integers(0, n, pop)
+    y = (x + 1 + rng.integers(0, n - 1, pop)) % n
+    ox_cuts = np.ascontiguousarray(np.stack([np.minimum(x, y), np.maximum(x, y)], 1), np.int64)
+    c1, c2 = rng.integers(0, n + 1, pop), rng.integers(0, n + 1, pop)
+    pmx_cuts = np.ascontiguousarray(np.stack([np.minimum(c1, c2), np.maximum(c1, c2)], 1),
+                                    np.int64)
+    results = []
+    for pure in ([True, False] if compiled_available("operators") else [True]):
+        ops = load("operators", pure=pure)
+        out = []
+        for fn, cuts in ((ops.ordered, ox_cuts), (ops.partially_matched, pmx_cuts)):
+            aa, bb = a.copy(), b.copy()
+            fn(aa, bb, cuts)
+            for r in (aa, bb):
+                assert (np.sort(r, axis=1) == np.arange(n)).all()
+            out.append((aa, bb))
+        results.append(out)
+    for (x1, y1), (x2, y2) in zip(*results) if len(results) == 2 else []:
+        assert (x1 == x2).all() and (y1 == y2).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(perm_case, st.floats(0, 1))
+def test_swap_mutation_keeps_permutations(case, indpb):
+    n, pop, seed = case
+    rng = np.random.default_rng(seed)
+    x = _perms(n, pop, rng)
+    u = rng.random((pop, n, 2))
+    outs = []
+    for pure in ([True, False] if compiled_available("operators") else [True]):
+        y = x.copy()
+        load("operators", pure=pure).shuffle_indexes(y, indpb, u)
+        assert (np.sort(y, axis=1) == np.arange(n)).all()
+        outs.append(y)
+    assert all((o == outs[0]).all() for o in outs)
+
+
+@pytest.mark.skipif(not compiled_available("operators"), reason="compiled kernels not built")
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 10), st.integers(0, 2**32 - 1),
+       st.sampled_from([1.0, 5.0, 20.0, 15.5]))
+def test_real_operators_backends_agree(pop, dim, seed, eta):
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(-10, 0, dim)
+    up = low + rng.uniform(0.1, 10, dim)
+    a = rng.uniform(low, up, (pop, dim))
+    b = rng.uniform(low, up, (pop, dim))
+    u = rng.random((pop, dim, 3))
+    hit = rng.random((pop, dim)) < 0.5
+    r = rng.random(int(hit.sum()))
+    res = []
+    for pure in (True, False):
+        ops = load("operators", pure=pure)
+        aa, bb, xx = a.copy(), b.copy(), a.copy()
+        ops.sbx_bounded(aa, bb, low, up, eta, u)
+        ops.polynomial_bounded(xx, low, up, eta, hit.view(np.uint8), r)
+        assert ((aa >= low) & (aa <= up) & (bb >= low) & (bb <= up)).all()
+        assert ((xx >= low) & (xx <= up)).all()
+        res.append((aa, bb, xx))
+    for p, c in zip(res[0], res[1]):
+        np.testing.assert_allclose(p, c, rtol=1e-9, atol=1e-9)
