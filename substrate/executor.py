@@ -25,11 +25,12 @@ from typing import Any, Mapping, Optional
 
 import grpc
 
-from substrate.convert import agent_from_pb, executor_from_pb, framework_from_pb, status_to_pb
-from substrate.convert import task_from_pb
+from substrate.convert import (
+    agent_from_pb, executor_from_pb, framework_from_pb, status_to_pb, task_from_pb,
+)
 from substrate.errors import ConnectionLost, InvalidRequest, SubstrateError
-from substrate.types import AgentInfo, ExecutorInfo, FrameworkInfo, Source, TaskInfo
-from substrate.types import TaskState, TaskStatus
+from substrate.types import AgentInfo, ExecutorInfo, FrameworkInfo, Source, TaskInfo, TaskState
+from substrate.types import TaskStatus
 from substrate.v1 import pb, rpc
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ EXIT_OK, EXIT_AGENT_LOST, EXIT_REFUSED = 0, 1, 2
 _REQUIRED_ENV = ("SUBSTRATE_AGENT_ENDPOINT", "SUBSTRATE_AGENT_ID", "SUBSTRATE_FRAMEWORK_ID",
                  "SUBSTRATE_EXECUTOR_ID", "SUBSTRATE_EXECUTOR_TOKEN")
 _BATCH_BYTES = 1024 * 1024
+#: Longest an update waits while the callback thread is still launching a batch of tasks.
+LAUNCH_BATCH_DELAY = 0.005
 
 
 class Executor:
@@ -92,7 +95,8 @@ class ExecutorDriver:
         Where to read ``SUBSTRATE_AGENT_ENDPOINT``, ``SUBSTRATE_AGENT_ID``,
         ``SUBSTRATE_FRAMEWORK_ID``, ``SUBSTRATE_EXECUTOR_ID``, ``SUBSTRATE_EXECUTOR_TOKEN``
         (required; the agent sets them) and ``SUBSTRATE_SANDBOX``,
-        ``SUBSTRATE_RECOVERY_TIMEOUT``, ``SUBSTRATE_MAX_PAYLOAD_BYTES`` (optional).
+        ``SUBSTRATE_RECOVERY_TIMEOUT``, ``SUBSTRATE_MAX_PAYLOAD_BYTES`` and
+        ``SUBSTRATE_HARD_EXIT_GRACE`` (optional; see :meth:`join`).
 
     Raises
     ------
@@ -127,6 +131,7 @@ class ExecutorDriver:
             self.recovery_timeout = float(environ.get("SUBSTRATE_RECOVERY_TIMEOUT", "10"))
             self.max_payload_bytes = int(environ.get("SUBSTRATE_MAX_PAYLOAD_BYTES",
                                                      str(4 * 1024 * 1024)))
+            self.hard_exit_grace = float(environ.get("SUBSTRATE_HARD_EXIT_GRACE", "5"))
         except ValueError as exc:
             raise SubstrateError(f"ExecutorDriver: bad SUBSTRATE_* value: {exc}") from None
         self._lock = threading.Lock()
@@ -141,6 +146,9 @@ class ExecutorDriver:
         self._exit_code = EXIT_OK
         self._stopping = False
         self._registered_once = False
+        self._wake_pending = False      # a wake-up of the writer is on its way
+        self._batching = False          # the callback thread is running a LAUNCH batch
+        self._flush_timer: Optional[asyncio.TimerHandle] = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,6 +173,10 @@ class ExecutorDriver:
         0: stopped or shut down by the agent; 1: the agent was lost for longer than the
         recovery timeout; 2: the agent refused the subscription. Raises :class:`TimeoutError`
         when ``timeout`` passes first.
+
+        After an agent loss the process is expected to exit with the code; if it is still
+        alive ``SUBSTRATE_HARD_EXIT_GRACE`` seconds later (default 5; negative disables) the
+        driver ends it with ``os._exit(1)``, so a vanished agent leaves no executor behind.
         """
         if not self._done.wait(timeout):
             raise TimeoutError("the executor driver is still running")
@@ -213,12 +225,31 @@ class ExecutorDriver:
             self._enqueue(bytes(data))
 
     def _enqueue(self, item: Any) -> None:
-        # Caller holds the lock. Only the first item of a batch wakes the I/O loop.
+        # Caller holds the lock. One wake-up per batch: while the callback thread runs a LAUNCH
+        # batch, the writer is woken by a short timer or at the batch's end instead, so the
+        # updates of many tasks travel in one message.
         if self._done.is_set():
             raise ConnectionLost("the executor driver has stopped")
         self._outgoing.append(item)
-        if len(self._outgoing) == 1 and self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if not self._wake_pending and self._loop is not None:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(
+                    self._arm_flush if self._batching else self._wake_now)
+            except RuntimeError:   # the I/O loop closed an instant ago
+                raise ConnectionLost("the executor driver has stopped") from None
+
+    def _wake_now(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _arm_flush(self) -> None:
+        if self._flush_timer is None and self._loop is not None:
+            self._flush_timer = self._loop.call_later(LAUNCH_BATCH_DELAY, self._flush_fire)
+
+    def _flush_fire(self) -> None:
+        self._flush_timer = None
+        self._wake_now()
 
     # ------------------------------------------------------------------ callback thread
 
@@ -228,16 +259,37 @@ class ExecutorDriver:
             if item is None:
                 return
             name, args = item
-            try:
-                if name == "__finish__":
-                    self._finish(*args)
-                    continue
-                getattr(self.executor, name)(self, *args)
-            except Exception:
-                text = traceback.format_exc()
-                log.error("executor callback %s raised:\n%s", name, text)
-                if name == "launch_task":
-                    self._report_crash(args[0], text)
+            if name == "__finish__":
+                self._finish(*args)
+            elif name == "__launch__":
+                self._launch_batch(args[0])
+            else:
+                self._invoke(name, *args)
+
+    def _invoke(self, name: str, *args: Any) -> None:
+        try:
+            getattr(self.executor, name)(self, *args)
+        except Exception:
+            text = traceback.format_exc()
+            log.error("executor callback %s raised:\n%s", name, text)
+            if name == "launch_task":
+                self._report_crash(args[0], text)
+
+    def _launch_batch(self, tasks: list[TaskInfo]) -> None:
+        with self._lock:
+            self._batching = True
+        try:
+            for task in tasks:
+                self._invoke("launch_task", task)
+        finally:
+            with self._lock:
+                self._batching = False
+                flush = bool(self._outgoing) and self._loop is not None
+            if flush:
+                try:
+                    self._loop.call_soon_threadsafe(self._wake_now)  # type: ignore[union-attr]
+                except RuntimeError:
+                    pass    # the I/O loop is gone
 
     def _report_crash(self, task: TaskInfo, text: str) -> None:
         try:
@@ -276,6 +328,12 @@ class ExecutorDriver:
         finally:
             self._callbacks.put(None)
             self._done.set()
+            if self._exit_code == EXIT_AGENT_LOST and self.hard_exit_grace >= 0:
+                # Fail-safe against orphans: a program that does not end after its agent is
+                # gone (a stuck callback, a non-daemon thread) is ended by the driver.
+                timer = threading.Timer(self.hard_exit_grace, os._exit, (EXIT_AGENT_LOST,))
+                timer.daemon = True
+                timer.start()
 
     async def _io_main(self) -> None:
         self._wake = asyncio.Event()
@@ -382,6 +440,7 @@ class ExecutorDriver:
                 with self._lock:
                     items, self._outgoing = self._outgoing, []
                     stopping = self._stopping
+                    self._wake_pending = False
                     if not items:
                         wake.clear()
                 for out in _batches(items):
@@ -398,8 +457,7 @@ class ExecutorDriver:
         kind = event.type
         E = pb.ExecutorEvent
         if kind == E.LAUNCH:
-            for task in event.launch.tasks:
-                self._call("launch_task", task_from_pb(task))
+            self._call("__launch__", [task_from_pb(t) for t in event.launch.tasks])
         elif kind == E.KILL:
             self._call("kill_task", event.kill.task_id)
         elif kind == E.ACKNOWLEDGED:

@@ -10,7 +10,7 @@ Its seams are deliberately plain, so tests drive it without a master:
 * master -> agent: :meth:`AgentCore.handle_master_event` (one ``pb.AgentEvent`` at a time);
 * agent -> master: :attr:`AgentCore.outbox` (an ``asyncio.Queue`` of ``pb.AgentCall``), filled
   only while registered on a live link; updates made while disconnected wait in the manager;
-* executor <-> agent: :meth:`AgentCore.executor_subscribe`, :meth:`AgentCore.executor_call`,
+* executor <-> agent: :meth:`Launcher.executor_subscribe`, :meth:`AgentCore.executor_call`,
   and each executor's event queue, drained by the gRPC service in :mod:`substrate.agent.daemon`.
 
 Process mechanics (sandboxes, spawning, group kills) are in :mod:`substrate.agent.processes`;
@@ -178,6 +178,7 @@ class AgentCore:
     def _on_acknowledge(self, ack_event: "pb.AgentEvent.Acknowledge") -> None:
         fid = ack_event.framework_id
         forward: dict[ExecutorKey, list[pb.Ack]] = {}
+        next_head = False
         for ack in ack_event.acks:
             if ack.agent_id and self.agent_id and ack.agent_id != self.agent_id:
                 continue
@@ -187,16 +188,17 @@ class AgentCore:
                 continue    # unknown or old uuid: a duplicate, harmless
             if done.terminal:
                 self.tasks.pop(key, None)
+            elif key in self.updates:
+                next_head = True    # the task's next update is now outstanding
             status = done.payload
             if status.source == S.EXECUTOR and status.executor_id:
                 forward.setdefault((fid, status.executor_id), []).append(ack)
         for ex_key, acks in forward.items():
             ex = self.executors.get(ex_key)
             if ex is not None:
-                ev = executor_event(pb.ExecutorEvent.ACKNOWLEDGED)
-                ev.acknowledged.acks.extend(acks)
-                ex.push(ev)
-        self.schedule_flush()
+                ex.add_acks(acks)
+        if next_head:
+            self.schedule_flush()
 
     def _on_master_message(self, msg: "pb.AgentEvent.Message") -> None:
         ex = self.executors.get((msg.framework_id, msg.executor_id))
@@ -215,16 +217,19 @@ class AgentCore:
 
     # ------------------------------------------------------------------ status updates
 
-    def update(self, status: pb.TaskStatus) -> None:
-        """Record a new status (agent- or executor-made) and queue it for the master."""
+    def update(self, status: pb.TaskStatus) -> bool:
+        """Record a new status (agent- or executor-made) and queue it for the master.
+
+        Returns False when it was ignored: the task is already terminal.
+        """
         key = (status.framework_id, status.task_id)
         task = self.tasks.get(key)
         if task is not None and task.state in TERMINAL:
             log.debug("ignoring %s for terminal task %s", S.State.Name(status.state), key)
-            return
+            return False
         terminal = status.state in TERMINAL
         if not self.updates.add(key, status.uuid, terminal, status):
-            return
+            return False
         if task is not None:
             task.state = status.state
             task.latest = status
@@ -234,6 +239,7 @@ class AgentCore:
                     if ex is not None:
                         ex.tasks.discard(task.info.task_id)
         self.schedule_flush()
+        return True
 
     def status(self, framework_id: str, task_id: str, state: int, reason: int = 0,
                message: str = "", executor_id: str = "") -> None:
@@ -330,27 +336,35 @@ class AgentCore:
             self.executor_error(ex, f"unknown executor call type {call.type}")
 
     def _executor_update(self, ex: Executor, st: pb.TaskStatus) -> None:
+        # An update that will never reach the master is acknowledged back at once, so the
+        # executor does not keep (and resend) it forever.
         task = self.tasks.get((ex.framework_id, st.task_id))
         if task is None or task.executor_id != ex.executor_id:
             log.info("executor %s sent an update for unknown task %r", ex.key, st.task_id)
-            return
+            return self._release(ex, st)
         if len(st.data) > self.config.max_payload_bytes:
             self.executor_error(ex, f"status update for task {st.task_id!r} refused: data of "
                                     f"{len(st.data)} bytes exceeds the limit of "
                                     f"{self.config.max_payload_bytes} bytes")
-            return
+            return self._release(ex, st)
         if st.state == S.UNKNOWN or st.state not in S.State.values():
             self.executor_error(ex, f"status update for task {st.task_id!r} refused: bad state")
-            return
+            return self._release(ex, st)
         if not st.uuid:
             st.uuid = os.urandom(16)
         elif self.updates.has((ex.framework_id, st.task_id), st.uuid):
             return   # a resend after the executor reconnected
-        st.framework_id, st.executor_id, st.agent_id = ex.framework_id, ex.executor_id, self.agent_id
+        st.framework_id, st.executor_id = ex.framework_id, ex.executor_id
+        st.agent_id = self.agent_id
         st.source = S.EXECUTOR
         if not st.timestamp:
             st.timestamp = time.time()
-        self.update(st)
+        if not self.update(st):
+            self._release(ex, st)
+
+    def _release(self, ex: Executor, st: pb.TaskStatus) -> None:
+        if st.uuid:
+            ex.add_acks([pb.Ack(agent_id=self.agent_id, task_id=st.task_id, uuid=st.uuid)])
 
     def executor_error(self, ex: Executor, message: str) -> None:
         """Tell an executor that something it sent was refused."""

@@ -170,7 +170,8 @@ class Launcher:
         log.info("started executor %s/%s as pid %d", fid, eid, proc.pid)
         return ex
 
-    def executor_subscribe(self, sub: "pb.ExecutorCall.Subscribe") -> tuple[Optional[Executor], str]:
+    def executor_subscribe(
+            self, sub: "pb.ExecutorCall.Subscribe") -> tuple[Optional[Executor], str]:
         """Authenticate a SUBSCRIBE; on success queue SUBSCRIBED and the waiting tasks first."""
         core = self.core
         ex = core.executors.get((sub.framework_id, sub.executor_id))

@@ -23,6 +23,10 @@ ExecutorKey = tuple[str, str]   # (framework_id, executor_id)
 
 #: Wire numbers of the terminal task states.
 TERMINAL = frozenset(int(s) for s in TERMINAL_STATES)
+#: How long acknowledgements for an executor are held to travel together (seconds) ...
+ACK_DELAY = 0.02
+#: ... unless this many are waiting.
+ACK_BATCH = 1000
 #: Wire numbers of the states a live task can be in.
 ACTIVE = frozenset(pb.TaskStatus.State.values()) - TERMINAL - {pb.TaskStatus.UNKNOWN}
 
@@ -65,6 +69,8 @@ class Executor:
     events: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     registration_timer: Optional[asyncio.TimerHandle] = None
+    acks: list = field(default_factory=list)                   # acknowledgements to forward
+    ack_timer: Optional[asyncio.TimerHandle] = None
 
     @property
     def key(self) -> ExecutorKey:
@@ -72,18 +78,48 @@ class Executor:
         return (self.framework_id, self.executor_id)
 
     def push(self, event: pb.ExecutorEvent) -> None:
-        """Queue an event for the executor's stream."""
+        """Queue an event for the executor's stream (after any acknowledgements held back)."""
         if not self.closed:
+            if self.acks:
+                self.flush_acks()
             self.events.append(event)
             self.wake.set()
+
+    def add_acks(self, acks: list[pb.Ack]) -> None:
+        """Forward acknowledgements soon, many per ACKNOWLEDGED event.
+
+        The master forwards acks one scheduler call at a time; the executor only needs them to
+        free its copies, so they are held for up to :data:`ACK_DELAY` seconds (or until any
+        other event is pushed, which keeps the stream's order) and sent together.
+        """
+        if self.closed:
+            return
+        self.acks.extend(acks)
+        if len(self.acks) >= ACK_BATCH:
+            self.flush_acks()
+        elif self.ack_timer is None:
+            self.ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self.flush_acks)
+
+    def flush_acks(self) -> None:
+        """Queue one ACKNOWLEDGED event with every held acknowledgement."""
+        if self.ack_timer is not None:
+            self.ack_timer.cancel()
+            self.ack_timer = None
+        if self.acks and not self.closed:
+            event = executor_event(pb.ExecutorEvent.ACKNOWLEDGED)
+            event.acknowledged.acks.extend(self.acks)
+            self.events.append(event)
+            self.wake.set()
+        self.acks = []
 
     def close(self) -> None:
         """End the executor's stream (its process is gone or the agent is stopping)."""
         self.closed = True
         self.wake.set()
-        if self.registration_timer is not None:
-            self.registration_timer.cancel()
-            self.registration_timer = None
+        for timer in (self.registration_timer, self.ack_timer):
+            if timer is not None:
+                timer.cancel()
+        self.registration_timer = self.ack_timer = None
 
 
 def make_status(agent_id: str, framework_id: str, task_id: str, state: int, reason: int = 0,

@@ -35,7 +35,8 @@ class TestExecutor(Executor):
             driver.update(task.task_id, TaskState.FAILED, message="asked to fail")
         elif data == b"big":
             try:
-                driver.update(task.task_id, TaskState.FINISHED, data=b"x" * (driver.max_payload_bytes + 1))
+                too_big = b"x" * (driver.max_payload_bytes + 1)
+                driver.update(task.task_id, TaskState.FINISHED, data=too_big)
             except InvalidRequest as exc:
                 driver.update(task.task_id, TaskState.FINISHED, message=f"refused: {exc}")
         elif data == b"hang":

@@ -24,7 +24,8 @@ AC = pb.AgentCall
 
 
 def executor_pid(h: Harness, executor_id: str = "ex-1") -> int:
-    return next(e["pid"] for e in h.agent.snapshot()["executors"] if e["executor_id"] == executor_id)
+    executors = h.agent.snapshot()["executors"]
+    return next(e["pid"] for e in executors if e["executor_id"] == executor_id)
 
 
 async def ask(h: Harness, data: bytes) -> bytes:
@@ -97,7 +98,8 @@ def test_executor_killed_fails_its_tasks_and_is_reported(tmp_path):
                 assert st.reason == S.EXECUTOR_TERMINATED and st.source == S.AGENT
                 assert "SIGKILL" in st.message
             exited = await h.expect_call(AC.EXECUTOR_EXITED)
-            assert (exited.executor_exited.executor_id, exited.executor_exited.status) == ("ex-1", -9)
+            info = exited.executor_exited
+            assert (info.executor_id, info.status) == ("ex-1", -9)
             assert h.agent.snapshot()["executors"] == []
             # the next task for ex-1 starts a fresh executor
             h.run_tasks(executor_task("h3"))
@@ -153,8 +155,8 @@ def test_shutdown_framework_stops_executors_and_kills_tasks(tmp_path):
                                          where=lambda c: c.executor_exited.executor_id == "ex-1")
             assert polite.executor_exited.status == 0
             assert (h.sandbox("ex-1") / "shutdown-called").exists()
-            forced = await h.expect_call(AC.EXECUTOR_EXITED,
-                                         where=lambda c: c.executor_exited.executor_id == "stubborn")
+            forced = await h.expect_call(
+                AC.EXECUTOR_EXITED, where=lambda c: c.executor_exited.executor_id == "stubborn")
             assert forced.executor_exited.status == -9
             await wait_until(lambda: not any(pid_alive(p) for p in pids), what="executors gone")
             assert not [s for s in h.statuses if s.reason == S.EXECUTOR_TERMINATED]
@@ -175,7 +177,8 @@ def test_registration_timeout(tmp_path):
 def test_invalid_executor_ids_and_missing_programs(tmp_path):
     async def main():
         async with Harness(tmp_path) as h:
-            h.run_tasks(executor_task("t1", executor_id=".."), executor_task("t2", executor_id="a/b"),
+            h.run_tasks(executor_task("t1", executor_id=".."),
+                        executor_task("t2", executor_id="a/b"),
                         executor_task("t3", program=["/no/such/executor"], executor_id="ex-x"))
             for tid in ("t1", "t2"):
                 st = await h.expect_status(tid, S.ERROR)
@@ -219,8 +222,8 @@ def test_updates_are_resent_until_acknowledged_in_order(tmp_path):
             # a reconnection resends every unacknowledged update at once
             h.agent.core.link_lost()
             h.register(epoch=2)
-            resent = await h.expect_status("t", S.FINISHED, timeout=0.15)
-            assert resent.uuid == done.uuid
+            resend = h.agent.outbox.get_nowait()               # queued by REGISTERED itself
+            assert [s.uuid for s in resend.update.statuses] == [done.uuid]
             h.ack(done)
             await wait_until(lambda: "t" not in h.task_states(), what="t forgotten")
             assert h.agent.snapshot()["pending_status_updates"] == 0
@@ -262,4 +265,15 @@ def test_stop_shuts_executors_down(tmp_path):
             pid = executor_pid(h)
         assert not pid_alive(pid)
         assert (h.sandbox("ex-1") / "shutdown-called").exists()
+    run(main())
+
+
+def test_executor_exits_by_itself_when_its_agent_is_gone(tmp_path):
+    async def main():
+        async with Harness(tmp_path) as h:
+            h.run_tasks(executor_task("hang", b"hang", env={"SUBSTRATE_RECOVERY_TIMEOUT": "0.5"}))
+            await h.expect_status("hang", S.RUNNING)
+            proc = h.agent.core.executors[("fw-1", "ex-1")].proc
+            await h.agent.stop(kill_executors=False)      # as if the agent had died
+            assert await asyncio.wait_for(proc.wait(), 15) == 1
     run(main())

@@ -126,8 +126,8 @@ def test_command_task_spawn_failure(tmp_path):
 def test_kill_command_task_with_grace_and_escalation(tmp_path):
     async def main():
         async with Harness(tmp_path, executor_shutdown_grace=0.5) as h:
-            h.run_tasks(command_task("polite", "exec sleep 30"),
-                        command_task("stubborn", "trap '' TERM; touch ready; while true; do sleep 1; done"))
+            stubborn = "trap '' TERM; touch ready; while true; do sleep 1; done"
+            h.run_tasks(command_task("polite", "exec sleep 30"), command_task("stubborn", stubborn))
             await h.expect_status("polite", S.RUNNING)
             await h.expect_status("stubborn", S.RUNNING)
             await wait_until(lambda: (h.sandbox("stubborn") / "ready").exists(), what="trap")

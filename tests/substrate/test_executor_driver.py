@@ -68,7 +68,7 @@ def slot(h: Harness, *task_ids: str, token: str = "") -> dict:
         "SUBSTRATE_AGENT_ENDPOINT": h.agent.address, "SUBSTRATE_AGENT_ID": "agent-1",
         "SUBSTRATE_FRAMEWORK_ID": "fw-1", "SUBSTRATE_EXECUTOR_ID": EXECUTOR_ID,
         "SUBSTRATE_EXECUTOR_TOKEN": token or ex.token, "SUBSTRATE_SANDBOX": str(ex.sandbox),
-        "SUBSTRATE_RECOVERY_TIMEOUT": "0.5",
+        "SUBSTRATE_RECOVERY_TIMEOUT": "0.5", "SUBSTRATE_HARD_EXIT_GRACE": "-1",
     }
 
 
@@ -89,8 +89,10 @@ def test_callbacks_updates_acks_kill_messages_and_shutdown(tmp_path):
             driver.start()
             kind, ex_info, fw_info, agent_info = await rec.next()
             assert kind == "registered"
-            assert (ex_info.executor_id, fw_info.name, fw_info.id) == (EXECUTOR_ID, "test-framework", "fw-1")
-            assert (agent_info.id, agent_info.hostname, agent_info.resources.cpus) == ("agent-1", "test-host", 4)
+            assert (ex_info.executor_id, fw_info.name, fw_info.id) == (
+                EXECUTOR_ID, "test-framework", "fw-1")
+            assert (agent_info.id, agent_info.hostname, agent_info.resources.cpus) == (
+                "agent-1", "test-host", 4)
             launched = {(await rec.next())[1].task_id, (await rec.next())[1].task_id}
             assert launched == {"t1", "raise-1"}
             crashed = await h.expect_status("raise-1", S.FAILED)
@@ -98,7 +100,8 @@ def test_callbacks_updates_acks_kill_messages_and_shutdown(tmp_path):
 
             driver.update("t1", TaskState.RUNNING, message="going")
             st = await h.expect_status("t1", S.RUNNING)
-            assert (st.source, st.executor_id, st.message, len(st.uuid)) == (S.EXECUTOR, EXECUTOR_ID, "going", 16)
+            assert (st.source, st.executor_id, st.message, len(st.uuid)) == (
+                S.EXECUTOR, EXECUTOR_ID, "going", 16)
             await wait_until(lambda: driver.unacknowledged == 0, what="acks reach the driver")
 
             h.kill("t1")
@@ -197,4 +200,24 @@ def test_driver_gives_up_when_the_agent_is_gone(tmp_path):
             kinds = [(await rec.next())[0] for _ in range(2)]
             assert "error" in kinds
             h.agent.core.executors[("fw-1", EXECUTOR_ID)].proc.kill()
+    run(main())
+
+
+def test_updates_the_agent_ignores_are_released(tmp_path):
+    async def main():
+        async with Harness(tmp_path, executor_shutdown_grace=0.3) as h:
+            rec = Recorder()
+            driver = ExecutorDriver(rec, environ=slot(h, "t1"))
+            driver.start()
+            assert (await rec.next())[0] == "registered"
+            driver.update("t1", TaskState.FINISHED)
+            await h.expect_status("t1", S.FINISHED)
+            driver.update("t1", TaskState.FAILED)          # after a terminal state: ignored
+            driver.update("no-such-task", TaskState.RUNNING)
+            await wait_until(lambda: driver.unacknowledged == 0, what="ignored updates released")
+            driver.send_framework_message(b"marker")
+            await h.expect_call(pb.AgentCall.MESSAGE, where=lambda c: c.message.data == b"marker")
+            assert [(s.task_id, s.state) for s in h.statuses] == [("t1", S.FINISHED)]
+            driver.stop()
+            assert await asyncio.to_thread(driver.join, 10) == EXIT_OK
     run(main())
