@@ -17,6 +17,7 @@ from substrate.errors import (
     SubstrateError,
 )
 from substrate.executor import Executor, ExecutorDriver
+from substrate.files import RemoteFileNotFound, iter_agent_file, read_agent_file
 from substrate.local import LocalCluster
 from substrate.resources import Resources
 from substrate.scheduler import Scheduler, SchedulerDriver
@@ -28,7 +29,7 @@ from substrate.types import (
 __all__ = [
     "AgentInfo", "ClusterError", "CommandInfo", "ConnectionLost", "Executor", "ExecutorDriver",
     "ExecutorInfo", "Filters", "FrameworkInfo", "InvalidRequest", "LocalCluster", "Offer",
-    "Reason", "RemoteError", "ResourceError", "Resources", "Scheduler", "SchedulerDriver",
+    "Reason", "RemoteError", "RemoteFileNotFound", "ResourceError", "Resources", "Scheduler", "SchedulerDriver",
     "Source", "SubscriptionError", "SubstrateError", "TERMINAL_STATES", "TaskInfo", "TaskState",
-    "TaskStatus",
+    "TaskStatus", "iter_agent_file", "read_agent_file",
 ]

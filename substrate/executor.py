@@ -127,6 +127,10 @@ class ExecutorDriver:
         self.executor_id = environ["SUBSTRATE_EXECUTOR_ID"]
         self._token = environ["SUBSTRATE_EXECUTOR_TOKEN"]
         self.sandbox = environ.get("SUBSTRATE_SANDBOX", os.getcwd())
+        # Files kept here outlive this executor; other agents' executors read them with
+        # substrate.read_agent_file(agent_address, framework_id, relative path).
+        self.framework_dir = environ.get("SUBSTRATE_FRAMEWORK_DIR", self.sandbox)
+        self.agent_address = environ.get("SUBSTRATE_AGENT_ADDRESS", self.endpoint)
         try:
             self.recovery_timeout = float(environ.get("SUBSTRATE_RECOVERY_TIMEOUT", "10"))
             self.max_payload_bytes = int(environ.get("SUBSTRATE_MAX_PAYLOAD_BYTES",

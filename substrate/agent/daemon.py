@@ -19,11 +19,12 @@ from typing import Callable, Optional
 
 import grpc
 
+from substrate.agent import files
 from substrate.agent.config import AgentConfig
 from substrate.agent.core import AgentCore
 from substrate.agent.records import Executor, executor_event
 from substrate.agent.resources_probe import probe
-from substrate.errors import ClusterError
+from substrate.errors import ClusterError, InvalidRequest
 from substrate.v1 import pb, rpc
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,18 @@ class _ExecutorService(rpc.AgentServicer):
                 await ex.wake.wait()
         finally:
             reader.cancel()
+
+    async def ReadFile(self, request, context):  # noqa: N802 (gRPC method name)
+        try:
+            path = files.resolve(self.core.config.work_dir, request)
+            for chunk in files.read_chunks(path, request.offset, request.length):
+                await context.write(chunk)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except FileNotFoundError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no such file: {exc}")
+        except OSError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read: {exc}")
 
     async def _read(self, context, ex: Executor, session: int) -> None:
         try:

@@ -15,8 +15,10 @@ import hmac
 import logging
 import os
 import secrets
+import shutil
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from substrate.agent.files import framework_dir
 from substrate.agent.processes import ChildProcess, describe_exit, is_safe_id, sandbox_path, spawn
 from substrate.agent.records import TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event
 from substrate.v1 import pb
@@ -85,9 +87,12 @@ class Launcher:
                      extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(command.environment)
+        shared = framework_dir(self.core.config.work_dir, fid)
+        shared.mkdir(parents=True, exist_ok=True)
         env.update({
             "SUBSTRATE_AGENT_ID": self.core.agent_id, "SUBSTRATE_FRAMEWORK_ID": fid,
-            "SUBSTRATE_SANDBOX": sandbox,
+            "SUBSTRATE_SANDBOX": sandbox, "SUBSTRATE_FRAMEWORK_DIR": str(shared),
+            "SUBSTRATE_AGENT_ADDRESS": self.core.address,
         })
         env.update(extra)
         return env
@@ -278,9 +283,15 @@ class Launcher:
             if task.proc is not None:
                 task.killing, task.kill_reason = True, S.FRAMEWORK_REMOVED
                 self._spawn_background(task.proc.terminate(grace))
-        for ex in [e for e in core.executors.values() if e.framework_id == fid]:
-            self._spawn_background(self._shutdown_executor(ex, grace))
+        waits = [self._shutdown_executor(ex, grace)
+                 for ex in core.executors.values() if ex.framework_id == fid]
+        self._spawn_background(self._remove_framework_dir(fid, waits))
         core.frameworks.pop(fid, None)
+
+    async def _remove_framework_dir(self, fid: str, waits: list) -> None:
+        """Once the framework's executors are gone, so are the files it kept on this agent."""
+        await asyncio.gather(*waits, return_exceptions=True)
+        shutil.rmtree(framework_dir(self.core.config.work_dir, fid), ignore_errors=True)
 
     async def _shutdown_executor(self, ex: Executor, grace: float) -> None:
         if not ex.shutting_down:

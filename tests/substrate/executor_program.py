@@ -7,6 +7,8 @@ What it does with a task depends on the task's ``data``:
 ``b"fail"``              FAILED
 ``b"big"``               tries a status update above the payload limit, then FINISHED
 ``b"exit:N"``            exits the whole process with status N
+``b"write:NAME:DATA"``   writes DATA to NAME in the framework directory (``link`` also plants a
+                         symlink to /etc/passwd), then FINISHED with the agent address as data
 Framework messages are echoed back with an ``echo:`` prefix (``b"unacked?"`` is answered with
 the number of unacknowledged updates). On SHUTDOWN it writes
 ``shutdown-called`` into its sandbox (unless ``IGNORE_SHUTDOWN`` is set, then it keeps running).
@@ -26,6 +28,17 @@ class TestExecutor(Executor):
     def launch_task(self, driver, task):
         data = task.data
         pid = str(os.getpid()).encode()
+        if data.startswith(b"write:"):
+            _, name, content = data.split(b":", 2)
+            target = os.path.join(driver.framework_dir, name.decode())
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(content)
+            if name == b"link":
+                os.symlink("/etc/passwd", os.path.join(driver.framework_dir, "escape"))
+            print("wrote", name.decode(), flush=True)
+            driver.update(task.task_id, TaskState.FINISHED, data=driver.agent_address.encode())
+            return
         if data.startswith(b"exit:"):
             os._exit(int(data[5:]))
         driver.update(task.task_id, TaskState.RUNNING)
