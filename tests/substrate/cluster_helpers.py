@@ -79,10 +79,13 @@ class Recorder(Scheduler):
                         task.data = payload
                     batch.append(task)
                     self.placed[task_id] = offer.agent_id
+                # Idle: refuse for long (submit() revives), or an idle framework that wins
+                # every DRF tie would take every offer back and starve its neighbours.
+                refuse = self.refuse if self.queue else 60.0
                 if batch:
-                    driver.launch_tasks(offer.id, batch, Filters(refuse_seconds=self.refuse))
+                    driver.launch_tasks(offer.id, batch, Filters(refuse_seconds=refuse))
                 else:
-                    driver.decline_offer(offer.id, Filters(refuse_seconds=self.refuse))
+                    driver.decline_offer(offer.id, Filters(refuse_seconds=refuse))
             self.cond.notify_all()
 
     def status_update(self, driver, status):
