@@ -1,11 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Genetic-operator kernels, compiled. Reference definitions and docstrings:
 ``_native/operators_py.py``. Random draws come from the caller; results are identical to the
-twin for the same draws (up to float rounding in SBX and polynomial mutation)."""
+twin for the same draws (up to float rounding in SBX and polynomial mutation).
+
+The random draws make every data-dependent branch a coin toss, and a mispredicted branch per
+gene costs more than the arithmetic: bounded SBX therefore first compacts the crossing genes
+without branching, then computes them with conditional moves (``fmin``/``fmax``, selects).
+"""
 import numpy as np
 
-from libc.math cimport pow, fabs
-from libc.stdint cimport int32_t, int64_t
+from libc.math cimport pow, fabs, exp, log, fmin, fmax
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 
 cdef inline double _powe(double x, double e) noexcept nogil:
@@ -25,9 +30,10 @@ cdef inline double _powe(double x, double e) noexcept nogil:
 
 cdef inline double _beta_q(double beta, double rand, double eta) noexcept nogil:
     cdef double alpha = 2.0 - 1.0 / _powe(beta, eta + 1.0)
+    # exp(log(.) / (eta + 1)) rather than pow: about twice as fast, same value to ~1 ulp
     if rand <= 1.0 / alpha:
-        return pow(rand * alpha, 1.0 / (eta + 1.0))
-    return pow(1.0 / (2.0 - rand * alpha), 1.0 / (eta + 1.0))
+        return exp(log(rand * alpha) / (eta + 1.0))
+    return exp(-log(2.0 - rand * alpha) / (eta + 1.0))
 
 
 cdef inline double _clip(double v, double lo, double hi) noexcept nogil:
@@ -40,31 +46,36 @@ cdef inline double _clip(double v, double lo, double hi) noexcept nogil:
 
 def sbx_bounded(double[:, ::1] a, double[:, ::1] b, const double[::1] low,
                 const double[::1] up, double eta, const double[:, :, ::1] u):
-    cdef Py_ssize_t i, j
-    cdef double x1, x2, xl, xu, rand, c1, c2, d
+    cdef Py_ssize_t pairs = a.shape[0], dim = a.shape[1]
+    where_arr = np.empty(pairs * dim + 1, dtype=np.int64)
+    cdef int64_t[::1] where = where_arr
+    cdef Py_ssize_t i, j, k, m = 0
+    cdef double x1, x2, d, rand, al, ar, c1, c2, q1, q2, e = 1.0 / (eta + 1.0)
     with nogil:
-        for i in range(a.shape[0]):
-            for j in range(a.shape[1]):
-                if u[i, j, 0] > 0.5 or fabs(a[i, j] - b[i, j]) <= 1e-14:
-                    continue
-                x1 = a[i, j]
-                x2 = b[i, j]
-                if x1 > x2:
-                    x1, x2 = x2, x1
-                xl = low[j]
-                xu = up[j]
-                rand = u[i, j, 1]
-                d = x2 - x1
-                c1 = 0.5 * (x1 + x2 - _beta_q(1.0 + 2.0 * (x1 - xl) / d, rand, eta) * d)
-                c2 = 0.5 * (x1 + x2 + _beta_q(1.0 + 2.0 * (xu - x2) / d, rand, eta) * d)
-                c1 = _clip(c1, xl, xu)
-                c2 = _clip(c2, xl, xu)
-                if u[i, j, 2] <= 0.5:
-                    a[i, j] = c2
-                    b[i, j] = c1
-                else:
-                    a[i, j] = c1
-                    b[i, j] = c2
+        # pass 1: the genes that cross, compacted without a branch
+        for i in range(pairs):
+            for j in range(dim):
+                where[m] = i * dim + j
+                m += (u[i, j, 0] <= 0.5) & (fabs(a[i, j] - b[i, j]) > 1e-14)
+        # pass 2: their children
+        for k in range(m):
+            i = where[k] // dim
+            j = where[k] - i * dim
+            x1 = fmin(a[i, j], b[i, j])
+            x2 = fmax(a[i, j], b[i, j])
+            d = x2 - x1
+            rand = u[i, j, 1]
+            al = 2.0 - 1.0 / _powe(1.0 + 2.0 * (x1 - low[j]) / d, eta + 1.0)
+            ar = 2.0 - 1.0 / _powe(1.0 + 2.0 * (up[j] - x2) / d, eta + 1.0)
+            q1 = rand * al
+            q1 = q1 if q1 <= 1.0 else 1.0 / (2.0 - q1)
+            q2 = rand * ar
+            q2 = q2 if q2 <= 1.0 else 1.0 / (2.0 - q2)
+            c1 = fmin(fmax(0.5 * (x1 + x2 - exp(log(q1) * e) * d), low[j]), up[j])
+            c2 = fmin(fmax(0.5 * (x1 + x2 + exp(log(q2) * e) * d), low[j]), up[j])
+            rand = u[i, j, 2]
+            a[i, j] = c2 if rand <= 0.5 else c1
+            b[i, j] = c1 if rand <= 0.5 else c2
 
 
 def polynomial_bounded(double[:, ::1] x, const double[::1] low, const double[::1] up,
@@ -180,3 +191,51 @@ def invert(int32_t[:, ::1] x, const int64_t[:, ::1] cuts):
                 x[i, hi] = t
                 lo += 1
                 hi -= 1
+
+
+def bits_swap(uint64_t[:, ::1] g, const int64_t[::1] first, const uint64_t[:, ::1] mask):
+    cdef Py_ssize_t i, w, r
+    cdef uint64_t d
+    with nogil:
+        for i in range(first.shape[0]):
+            r = first[i]
+            for w in range(g.shape[1]):
+                d = (g[r, w] ^ g[r + 1, w]) & mask[i, w]
+                g[r, w] ^= d
+                g[r + 1, w] ^= d
+
+
+def bits_flip(uint64_t[:, ::1] g, const int64_t[::1] rows, const double[:, ::1] u, double p):
+    changed_arr = np.zeros(rows.shape[0], dtype=bool)
+    cdef unsigned char[::1] changed = changed_arr.view(np.uint8)
+    cdef Py_ssize_t k, j, r
+    with nogil:
+        for k in range(rows.shape[0]):
+            r = rows[k]
+            for j in range(u.shape[1]):
+                if u[k, j] < p:
+                    g[r, j >> 6] ^= (<uint64_t>1) << (j & 63)
+                    changed[k] = 1
+    return changed_arr
+
+
+def bits_swap_range(uint64_t[:, ::1] g, const int64_t[::1] first, const int64_t[::1] lo,
+                    const int64_t[::1] hi):
+    cdef Py_ssize_t i, w, r
+    cdef long a, b
+    cdef uint64_t d, m
+    with nogil:
+        for i in range(first.shape[0]):
+            r = first[i]
+            for w in range(g.shape[1]):
+                a = lo[i] - 64 * w
+                b = hi[i] - 64 * w
+                a = 0 if a < 0 else (64 if a > 64 else a)
+                b = 0 if b < 0 else (64 if b > 64 else b)
+                if b <= a:
+                    continue
+                m = (0xFFFFFFFFFFFFFFFFULL if b == 64 else ((<uint64_t>1 << b) - 1))
+                m &= ~(0xFFFFFFFFFFFFFFFFULL if a == 64 else ((<uint64_t>1 << a) - 1))
+                d = (g[r, w] ^ g[r + 1, w]) & m
+                g[r, w] ^= d
+                g[r + 1, w] ^= d

@@ -126,3 +126,33 @@ def invert(x: np.ndarray, cuts: np.ndarray) -> None:
     for i in range(x.shape[0]):
         lo, hi = int(cuts[i, 0]), int(cuts[i, 1])
         x[i, lo:hi + 1] = x[i, lo:hi + 1][::-1].copy()
+
+
+def bits_swap(g: np.ndarray, first: np.ndarray, mask: np.ndarray) -> None:
+    """Exchange the masked bits between packed rows ``first[i]`` and ``first[i] + 1``."""
+    a, b = g[first], g[first + 1]
+    d = (a ^ b) & mask
+    g[first] = a ^ d
+    g[first + 1] = b ^ d
+
+
+def bits_flip(g: np.ndarray, rows: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
+    """Flip gene ``j`` of packed row ``rows[k]`` where ``u[k, j] < p``; returns which of the
+    rows changed."""
+    flips = u < p
+    n_words = g.shape[1]
+    padded = np.zeros((flips.shape[0], n_words * 64), dtype=bool)
+    padded[:, :flips.shape[1]] = flips
+    words = np.packbits(padded, axis=1, bitorder="little").view("<u8").astype(np.uint64)
+    g[rows] ^= words
+    return flips.any(axis=1)
+
+
+def bits_swap_range(g: np.ndarray, first: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Exchange genes ``lo[i] <= j < hi[i]`` between packed rows ``first[i]`` and
+    ``first[i] + 1``."""
+    ones = np.array([(1 << k) - 1 for k in range(65)], dtype=np.uint64)
+    base = 64 * np.arange(g.shape[1])
+    a = np.clip(lo[:, None] - base, 0, 64)
+    b = np.clip(hi[:, None] - base, 0, 64)
+    bits_swap(g, first, ones[b] & ~ones[a])

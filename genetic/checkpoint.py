@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
+from pyarrow import ipc
 
 from .errors import CheckpointError
 from .population import Population
 
-__all__ = ["write_checkpoint", "read_checkpoint", "FORMAT"]
+__all__ = ["FORMAT", "read_checkpoint", "write_checkpoint"]
 
 FORMAT = "offerpool.genetic.checkpoint/1"
 
@@ -110,16 +110,15 @@ def read_checkpoint(path: str | os.PathLike[str], dtype: np.dtype, width: int,
     hashes = table.column("hash").to_numpy()
     front = table.column("front").to_numpy()
     crowd = table.column("crowding").to_numpy()
+    def pop_at(ix: np.ndarray) -> Population:
+        return Population(genomes[ix].copy(), fitness[ix].copy(), viable[ix].copy(),
+                          violation[ix].copy(), hashes[ix].copy())
+
     states = []
     for imeta in meta["islands"]:
-        def part(r: str) -> np.ndarray:
-            return np.flatnonzero((island == imeta["island"]) & (role == r))
-        p = part("population")
-        h = part("hall_of_fame")
-
-        def pop_at(ix: np.ndarray) -> Population:
-            return Population(genomes[ix].copy(), fitness[ix].copy(), viable[ix].copy(),
-                              violation[ix].copy(), hashes[ix].copy())
+        mine = island == imeta["island"]
+        p = np.flatnonzero(mine & (role == "population"))
+        h = np.flatnonzero(mine & (role == "hall_of_fame"))
         has_front = p.size and (front[p] >= 0).all()
         states.append({"meta": imeta, "population": pop_at(p),
                        "hall_of_fame": pop_at(h) if h.size else None,

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from _native import load
-
 from .errors import ConfigError, ProblemError
+from .population import kernels
 from .spaces import GenomeSpace, Reals, pack_bits, range_mask
 
-__all__ = ["Crossover", "OnePoint", "TwoPoint", "Uniform", "SBX", "Blend", "OX", "PMX"]
+__all__ = ["OX", "PMX", "SBX", "Blend", "Crossover", "OnePoint", "TwoPoint", "Uniform"]
 
 
 def _rate(name: str, value: float) -> float:
@@ -59,10 +58,18 @@ class Crossover:
         chosen = np.flatnonzero(rng.random(n // 2) < self.rate)
         if chosen.size:
             ia, ib = 2 * chosen, 2 * chosen + 1
-            a, b = genomes[ia], genomes[ib]
-            self.mate(space, a, b, rng)
-            genomes[ia] = a
-            genomes[ib] = b
+            if space.kind == "bits" and hasattr(self, "bit_ranges"):
+                # in place on the packed rows, same random draws as mate()
+                lo, hi = self.bit_ranges(space, chosen.size, rng)
+                kernels("operators").bits_swap_range(genomes, ia, lo, hi)
+            elif space.kind == "bits" and hasattr(self, "bit_masks"):
+                masks = self.bit_masks(space, chosen.size, rng)
+                kernels("operators").bits_swap(genomes, ia, masks)
+            else:
+                a, b = genomes[ia], genomes[ib]
+                self.mate(space, a, b, rng)
+                genomes[ia] = a
+                genomes[ib] = b
             changed[ia] = True
             changed[ib] = True
         return changed
@@ -86,13 +93,21 @@ class OnePoint(Crossover):
 
     rate: float = 0.5
 
+    def bit_ranges(self, space: GenomeSpace, k: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        point = rng.integers(1, space.n_genes, k)
+        return point, np.full_like(point, space.n_genes)
+
+    def bit_masks(self, space: GenomeSpace, k: int, rng: np.random.Generator) -> np.ndarray:
+        return range_mask(*self.bit_ranges(space, k, rng), space.width)
+
     def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
              rng: np.random.Generator) -> None:
         n = space.n_genes
-        point = rng.integers(1, n, a.shape[0])
         if space.kind == "bits":
-            _swap_genes(space, a, b, range_mask(point, np.full_like(point, n), space.width))
+            _swap_genes(space, a, b, self.bit_masks(space, a.shape[0], rng))
         else:
+            point = rng.integers(1, n, a.shape[0])
             _swap_genes(space, a, b, np.arange(n) >= point[:, None])
 
 
@@ -102,17 +117,27 @@ class TwoPoint(Crossover):
 
     rate: float = 0.5
 
+    @staticmethod
+    def _cuts(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        p1 = rng.integers(1, n + 1, k)
+        p2 = rng.integers(1, n, k)
+        p2 = np.where(p2 >= p1, p2 + 1, p2)
+        return np.minimum(p1, p2), np.maximum(p1, p2)
+
+    def bit_ranges(self, space: GenomeSpace, k: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        return self._cuts(space.n_genes, k, rng)
+
+    def bit_masks(self, space: GenomeSpace, k: int, rng: np.random.Generator) -> np.ndarray:
+        return range_mask(*self._cuts(space.n_genes, k, rng), space.width)
+
     def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
              rng: np.random.Generator) -> None:
-        n = space.n_genes
-        p1 = rng.integers(1, n + 1, a.shape[0])
-        p2 = rng.integers(1, n, a.shape[0])
-        p2 = np.where(p2 >= p1, p2 + 1, p2)
-        lo, hi = np.minimum(p1, p2), np.maximum(p1, p2)
         if space.kind == "bits":
-            _swap_genes(space, a, b, range_mask(lo, hi, space.width))
+            _swap_genes(space, a, b, self.bit_masks(space, a.shape[0], rng))
         else:
-            g = np.arange(n)
+            lo, hi = self._cuts(space.n_genes, a.shape[0], rng)
+            g = np.arange(space.n_genes)
             _swap_genes(space, a, b, (g >= lo[:, None]) & (g < hi[:, None]))
 
 
@@ -126,6 +151,9 @@ class Uniform(Crossover):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "gene_rate", _rate("Uniform.gene_rate", self.gene_rate))
+
+    def bit_masks(self, space: GenomeSpace, k: int, rng: np.random.Generator) -> np.ndarray:
+        return pack_bits(rng.random((k, space.n_genes)) < self.gene_rate, space.width)
 
     def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
              rng: np.random.Generator) -> None:
@@ -153,7 +181,7 @@ class SBX(Crossover):
              rng: np.random.Generator) -> None:
         assert isinstance(space, Reals)
         u = rng.random((a.shape[0], space.n_genes, 3))
-        load("operators").sbx_bounded(a, b, space.low, space.high, float(self.eta), u)
+        kernels("operators").sbx_bounded(a, b, space.low, space.high, float(self.eta), u)
 
 
 @dataclass(frozen=True)
@@ -196,7 +224,7 @@ class OX(Crossover):
         y = np.where(y >= x, y + 1, y)
         cuts = np.ascontiguousarray(np.stack([np.minimum(x, y), np.maximum(x, y)], 1),
                                     dtype=np.int64)
-        load("operators").ordered(a, b, cuts)
+        kernels("operators").ordered(a, b, cuts)
 
 
 @dataclass(frozen=True)
@@ -215,7 +243,7 @@ class PMX(Crossover):
         c2 = np.where(c2 >= c1, c2 + 1, c2)
         cuts = np.ascontiguousarray(np.stack([np.minimum(c1, c2), np.maximum(c1, c2)], 1),
                                     dtype=np.int64)
-        load("operators").partially_matched(a, b, cuts)
+        kernels("operators").partially_matched(a, b, cuts)
 
 
 def _for_kind(kind: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import read_checkpoint, write_checkpoint
-from .crossover import OX, PMX, SBX, Crossover, TwoPoint
+from .crossover import PMX, SBX, Crossover, TwoPoint
 from .errors import CheckpointError, ConfigError, DistributedUnavailable
 from .island import SCHEMES, Island, Settings
 from .mutation import BitFlip, Mutation, Polynomial, Swap, UniformInt
@@ -26,7 +26,7 @@ from .problem import Problem
 from .result import Individual, ParetoFront, Result, history_table
 from .selection import Selection, Tournament
 
-__all__ = ["evolve", "TOPOLOGIES", "default_operators"]
+__all__ = ["TOPOLOGIES", "default_operators", "evolve"]
 
 TOPOLOGIES = ("ring", "random", "complete")
 _DISTRIBUTED = re.compile(r"^(local(\[\d+\])?|zk://.+|[\w.\-]+:\d+)$")

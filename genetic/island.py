@@ -23,7 +23,7 @@ from .population import Population, genome_hashes, order_key
 from .problem import Problem
 from .selection import Selection
 
-__all__ = ["Settings", "Island", "SCHEMES"]
+__all__ = ["SCHEMES", "Island", "Settings"]
 
 SCHEMES = ("generational", "mu_plus_lambda", "nsga2")
 MAX_ERRORS = 100
@@ -364,7 +364,7 @@ class Island:
         }
 
     @classmethod
-    def from_state(cls, problem: Problem, settings: Settings, state: dict[str, Any]) -> "Island":
+    def from_state(cls, problem: Problem, settings: Settings, state: dict[str, Any]) -> Island:
         """Rebuild an island from :meth:`state` (no evaluation happens)."""
         meta = state["meta"]
         isl = cls(problem, settings, int(meta["island"]), 0, initialize=False)

@@ -9,17 +9,16 @@ Definitions follow DEAP's ``mutFlipBit``, ``mutGaussian``, ``mutPolynomialBounde
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from _native import load
-
 from .errors import ConfigError, ProblemError
+from .population import kernels
 from .spaces import GenomeSpace, Integers, Reals, pack_bits
 
-__all__ = ["Mutation", "BitFlip", "Gaussian", "Polynomial", "UniformInt", "Swap", "Inversion"]
+__all__ = ["BitFlip", "Gaussian", "Inversion", "Mutation", "Polynomial", "Swap", "UniformInt"]
 
 
 def _rate(name: str, value: float) -> float:
@@ -38,9 +37,9 @@ class Mutation:
     def __post_init__(self) -> None:
         name = type(self).__name__
         object.__setattr__(self, "rate", _rate(f"{name}.rate", self.rate))
-        if hasattr(self, "gene_rate") and getattr(self, "gene_rate") is not None:
+        if hasattr(self, "gene_rate") and self.gene_rate is not None:
             object.__setattr__(self, "gene_rate",
-                               _rate(f"{name}.gene_rate", getattr(self, "gene_rate")))
+                               _rate(f"{name}.gene_rate", self.gene_rate))
 
     def check(self, space: GenomeSpace) -> None:
         if space.kind not in self.kinds:
@@ -95,6 +94,17 @@ class BitFlip(Mutation):
         rows ^= pack_bits(flips, space.width)
         return flips.any(axis=1)
 
+    def apply(self, space: GenomeSpace, genomes: np.ndarray,
+              rng: np.random.Generator) -> np.ndarray:
+        # in place on the packed rows (a kernel), same random draws as mutate()
+        chosen = rng.random(genomes.shape[0]) < self.rate
+        idx = np.flatnonzero(chosen)
+        if idx.size:
+            u = rng.random((idx.size, space.n_genes))
+            changed = kernels("operators").bits_flip(genomes, idx, u, self.genes(space))
+            chosen[idx[~changed]] = False
+        return chosen
+
 
 @dataclass(frozen=True)
 class Gaussian(Mutation):
@@ -133,7 +143,7 @@ class Polynomial(Mutation):
         assert isinstance(space, Reals)
         hit = rng.random(rows.shape) <= self.genes(space)
         r = rng.random(int(np.count_nonzero(hit)))
-        load("operators").polynomial_bounded(rows, space.low, space.high, float(self.eta),
+        kernels("operators").polynomial_bounded(rows, space.low, space.high, float(self.eta),
                                              hit.view(np.uint8), r)
         return hit.any(axis=1)
 
@@ -166,7 +176,7 @@ class Swap(Mutation):
 
     def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         u = rng.random((rows.shape[0], space.n_genes, 2))
-        load("operators").shuffle_indexes(rows, self.genes(space), u)
+        kernels("operators").shuffle_indexes(rows, self.genes(space), u)
         return (u[:, :, 0] < self.genes(space)).any(axis=1)
 
 
@@ -181,5 +191,5 @@ class Inversion(Mutation):
     def mutate(self, space: GenomeSpace, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ij = rng.integers(0, space.n_genes, (rows.shape[0], 2))
         cuts = np.ascontiguousarray(np.stack([ij.min(1), ij.max(1) - 1], 1), dtype=np.int64)
-        load("operators").invert(rows, cuts)
+        kernels("operators").invert(rows, cuts)
         return cuts[:, 1] > cuts[:, 0]

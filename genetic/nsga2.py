@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["nondominated_fronts", "crowding_distance", "select_nsga2", "mo_key"]
+__all__ = ["crowding_distance", "mo_key", "nondominated_fronts", "select_nsga2"]
 
 
 def _fronts_of(w: np.ndarray) -> np.ndarray:
@@ -93,7 +93,9 @@ def crowding_distance(wfit: np.ndarray, front: np.ndarray) -> np.ndarray:
 
 def mo_key(front: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     """A scalar "larger is better" key: lower front first, then larger crowding distance."""
-    c = np.where(np.isinf(crowd), 1.0, crowd / (1.0 + crowd))
+    finite = np.isfinite(crowd)
+    c = np.ones_like(crowd, dtype=np.float64)
+    c[finite] = crowd[finite] / (1.0 + crowd[finite])
     return -front.astype(np.float64) + 0.5 * c
 
 

@@ -8,20 +8,34 @@ multi-objective ordering (fronts, crowding) is in :mod:`genetic.nsga2`.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
-from _native import load
+from _native import PURE_ENV, load
 
 from .spaces import GenomeSpace
 
-__all__ = ["Population", "genome_hashes", "order_key"]
+__all__ = ["Population", "genome_hashes", "kernels", "order_key"]
+
+_loaded: dict[tuple[str, str | None], ModuleType] = {}
+
+
+def kernels(name: str) -> ModuleType:
+    """``_native.load(name)``, memoised (per value of the environment switch): the hot loop
+    asks for kernels several times per generation."""
+    key = (name, os.environ.get(PURE_ENV))
+    mod = _loaded.get(key)
+    if mod is None:
+        mod = _loaded[key] = load(name)
+    return mod
 
 
 def genome_hashes(space: GenomeSpace, genomes: np.ndarray) -> np.ndarray:
     """64-bit hashes of genome rows (the ``row_hash`` kernel over the rows' words)."""
-    return load("fitness").row_hash(space.hash_words(genomes))
+    return kernels("fitness").row_hash(space.hash_words(genomes))
 
 
 @dataclass
@@ -38,20 +52,20 @@ class Population:
     def n(self) -> int:
         return int(self.genomes.shape[0])
 
-    def take(self, idx: np.ndarray) -> "Population":
+    def take(self, idx: np.ndarray) -> Population:
         """The individuals at ``idx`` (copies; repeated indices give independent rows)."""
         return Population(self.genomes[idx], self.fitness[idx], self.viable[idx],
                           self.violation[idx], self.hashes[idx])
 
     @staticmethod
-    def concat(parts: "list[Population]") -> "Population":
+    def concat(parts: list[Population]) -> Population:
         return Population(np.concatenate([p.genomes for p in parts]),
                           np.concatenate([p.fitness for p in parts]),
                           np.concatenate([p.viable for p in parts]),
                           np.concatenate([p.violation for p in parts]),
                           np.concatenate([p.hashes for p in parts]))
 
-    def put(self, idx: np.ndarray, other: "Population") -> None:
+    def put(self, idx: np.ndarray, other: Population) -> None:
         """Overwrite rows ``idx`` with ``other``'s rows."""
         self.genomes[idx] = other.genomes
         self.fitness[idx] = other.fitness

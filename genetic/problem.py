@@ -7,17 +7,17 @@ and the loop live in :mod:`genetic.island`; the compiled kernels in ``_native/fi
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from _native import load
-
 from .errors import FitnessError, ProblemError
+from .population import kernels
 from .spaces import GenomeSpace
 
-__all__ = ["Problem", "KERNELS", "Evaluation"]
+__all__ = ["KERNELS", "Evaluation", "Problem"]
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class Problem:
     # -- evaluation ---------------------------------------------------------------------------
 
     def _kernel_values(self, rows: np.ndarray) -> np.ndarray:
-        fit = load("fitness")
+        fit = kernels("fitness")
         name, a, n = self.kernel, self.kernel_args, self.genome.n_genes
         if name == "onemax":
             return fit.onemax(rows)[:, None]
@@ -274,7 +274,10 @@ class Problem:
                 fitness = self._shape(values, n)
         else:
             fitness = self._per_individual(rows, errors)
-        bad = ~np.isfinite(fitness).all(axis=1)
+        if np.isfinite(fitness).all():
+            bad = np.zeros(n, dtype=bool)
+        else:
+            bad = ~np.isfinite(fitness).all(axis=1)
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             if self.on_error == "raise" and first not in errors:

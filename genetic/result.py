@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Individual", "ParetoFront", "Result", "HISTORY_SCHEMA"]
+__all__ = ["HISTORY_SCHEMA", "Individual", "ParetoFront", "Result"]
 
 #: Columns of :attr:`Result.history`.
 HISTORY_SCHEMA = pa.schema([

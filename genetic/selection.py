@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["Selection", "Tournament", "Truncation", "Roulette", "SUS"]
+__all__ = ["SUS", "Roulette", "Selection", "Tournament", "Truncation"]
 
 
 class Selection:

@@ -7,16 +7,28 @@ Spaces are small, immutable, picklable values and round-trip through JSON for ch
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import ProblemError
 
-__all__ = ["GenomeSpace", "Bits", "Reals", "Integers", "Permutation",
-           "bits", "reals", "integers", "permutation", "space_from_json", "pack_bits",
-           "range_mask"]
+__all__ = [
+    "Bits",
+    "GenomeSpace",
+    "Integers",
+    "Permutation",
+    "Reals",
+    "bits",
+    "integers",
+    "pack_bits",
+    "permutation",
+    "range_mask",
+    "reals",
+    "space_from_json",
+]
 
 
 def pack_bits(ones: np.ndarray, n_words: int) -> np.ndarray:

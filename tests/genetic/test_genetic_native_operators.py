@@ -144,3 +144,37 @@ def test_real_operators_backends_agree(pop, dim, seed, eta):
         res.append((aa, bb, xx))
     for p, c in zip(res[0], res[1]):
         np.testing.assert_allclose(p, c, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_bit_kernels_backends_agree(n_bits, pairs, seed):
+    rng = np.random.default_rng(seed)
+    words = (n_bits + 63) // 64
+    g = rng.integers(0, 2**63, (2 * pairs, words), dtype=np.uint64)
+    first = np.arange(0, 2 * pairs, 2, dtype=np.int64)
+    lo = rng.integers(0, n_bits + 1, pairs)
+    hi = np.minimum(lo + rng.integers(0, n_bits + 1, pairs), n_bits)
+    u = rng.random((pairs, n_bits))
+    rows = rng.choice(2 * pairs, pairs, replace=False).astype(np.int64)
+    outs = []
+    for pure in ([True, False] if compiled_available("operators") else [True]):
+        ops = load("operators", pure=pure)
+        x = g.copy()
+        ops.bits_swap_range(x, first, lo, hi)
+        # exchanging a range is the same as exchanging with the explicit mask
+        y = g.copy()
+        ones = np.zeros((pairs, words * 64), bool)
+        for i in range(pairs):
+            ones[i, lo[i]:hi[i]] = True
+        mask = np.packbits(ones, axis=1, bitorder="little").view("<u8").astype(np.uint64)
+        ops.bits_swap(y, first, np.ascontiguousarray(mask))
+        assert (x == y).all()
+        z = g.copy()
+        changed = ops.bits_flip(z, rows, u, 0.1)
+        flipped = np.unpackbits((z ^ g)[rows].view(np.uint8), axis=1, bitorder="little")
+        assert (flipped[:, :n_bits] == (u < 0.1)).all()
+        assert changed.tolist() == (u < 0.1).any(axis=1).tolist()
+        outs.append((x, z))
+    for a, b in zip(outs[0], outs[-1]):
+        assert (a == b).all()
