@@ -18,9 +18,19 @@ from __future__ import annotations
 from .accumulators import Accumulator, AccumulatorParam
 from .broadcast import Broadcast
 from .context import Context
-from .errors import (BackendUnavailableError, ClosureCaptureError, ContextStoppedError,
-                     DataflowError, FetchFailedError, InputError, JobError, NotPairError,
-                     OutputExistsError, SerializationError, TaskFailedError)
+from .errors import (
+                     BackendUnavailableError,
+                     ClosureCaptureError,
+                     ContextStoppedError,
+                     DataflowError,
+                     FetchFailedError,
+                     InputError,
+                     JobError,
+                     NotPairError,
+                     OutputExistsError,
+                     SerializationError,
+                     TaskFailedError,
+)
 from .pairs import ResultIterable
 from .partitioner import HashPartitioner, RangePartitioner, portable_hash
 from .rdd import RDD
@@ -28,9 +38,26 @@ from .rdd_actions import StatCounter
 from .tasks import TaskContext
 
 __all__ = [
-    "Accumulator", "AccumulatorParam", "BackendUnavailableError", "Broadcast",
-    "ClosureCaptureError", "Context", "ContextStoppedError", "DataflowError", "FetchFailedError",
-    "HashPartitioner", "InputError", "JobError", "NotPairError", "OutputExistsError", "RDD",
-    "RangePartitioner", "ResultIterable", "SerializationError", "StatCounter",
-    "TaskContext", "TaskFailedError", "portable_hash",
+                     "RDD",
+                     "Accumulator",
+                     "AccumulatorParam",
+                     "BackendUnavailableError",
+                     "Broadcast",
+                     "ClosureCaptureError",
+                     "Context",
+                     "ContextStoppedError",
+                     "DataflowError",
+                     "FetchFailedError",
+                     "HashPartitioner",
+                     "InputError",
+                     "JobError",
+                     "NotPairError",
+                     "OutputExistsError",
+                     "RangePartitioner",
+                     "ResultIterable",
+                     "SerializationError",
+                     "StatCounter",
+                     "TaskContext",
+                     "TaskFailedError",
+                     "portable_hash",
 ]

@@ -20,7 +20,7 @@ Examples
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Self
 
 from .errors import DataflowError
 
@@ -92,7 +92,7 @@ class Accumulator:
         """Add ``term`` to this accumulator."""
         self._value = self.accum_param.addInPlace(self._value, term)
 
-    def __iadd__(self, term: Any) -> "Accumulator":
+    def __iadd__(self, term: Any) -> Self:
         self.add(term)
         return self
 
@@ -105,7 +105,7 @@ class Accumulator:
 
 def _task_accumulator(aid: int, zero: Any, param: AccumulatorParam) -> Accumulator:
     from .tasks import TaskContext
-    tc: Optional[TaskContext] = TaskContext.get()
+    tc: TaskContext | None = TaskContext.get()
     if tc is not None and aid in tc.accumulators:
         return tc.accumulators[aid]
     acc = Accumulator(aid, zero, param, on_driver=False)

@@ -16,8 +16,8 @@ Examples
 from __future__ import annotations
 
 import os
-import pickle
-from typing import Any, Optional
+from collections.abc import Callable
+from typing import Any
 
 import lz4.block
 
@@ -30,20 +30,23 @@ _MISSING = object()
 class Broadcast:
     """A read-only variable cached on every executor. Read it with ``.value``."""
 
-    def __init__(self, bid: int, path: str, value: Any = _MISSING) -> None:
+    def __init__(self, bid: int, path: str, value: Any = _MISSING,
+                 on_drop: Callable[[int], None] | None = None) -> None:
         self.bid = bid
         self.path = path
         self._value = value
+        self._on_drop = on_drop  # driver only: tells the executors to forget their copies
 
     @staticmethod
-    def create(bid: int, value: Any, directory: str) -> "Broadcast":
+    def create(bid: int, value: Any, directory: str,
+               on_drop: Callable[[int], None] | None = None) -> Broadcast:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, f"broadcast_{bid}")
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
             f.write(lz4.block.compress(dumps(value, "a broadcast value")))
         os.replace(tmp, path)
-        return Broadcast(bid, path, value)
+        return Broadcast(bid, path, value, on_drop)
 
     @property
     def value(self) -> Any:
@@ -53,14 +56,13 @@ class Broadcast:
 
     def unpersist(self, blocking: bool = False) -> None:
         """Drop executor copies; the value is re-read if used again."""
-        from .tasks import TaskContext
-        tc = TaskContext.get()
-        if tc is not None:
-            tc.env.broadcasts.pop(self.bid, None)
+        if self._on_drop is not None:
+            self._on_drop(self.bid)
 
     def destroy(self, blocking: bool = False) -> None:
         """Remove the value for good."""
         self._value = _MISSING
+        self.unpersist()
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -75,7 +77,7 @@ class Broadcast:
 
 def _load(bid: int, path: str) -> Any:
     from .tasks import TaskContext
-    tc: Optional[TaskContext] = TaskContext.get()
+    tc: TaskContext | None = TaskContext.get()
     env = tc.env if tc is not None else None
     if env is not None and bid in env.broadcasts:
         return env.broadcasts[bid]

@@ -28,21 +28,37 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any, Self
 
 from .accumulators import Accumulator, AccumulatorParam, default_param
 from .broadcast import Broadcast
 from .dag import Accumulate, DAGScheduler, JobFailed, JobSucceeded, KillTask, LaunchTask
-from .errors import BackendUnavailableError, ContextStoppedError, DataflowError
+from .errors import (
+    BackendUnavailableError,
+    ContextStoppedError,
+    DataflowError,
+    JobError,
+)
 from .serialize import dumps, refuse_pickling
-from .stages import StageGraph, task_body
-from .tasks import DEFAULT_MEMORY, ExecutorLost, ResultSpec, Task, TaskBackend, TaskEnded, TaskResult
+from .stages import StageGraph, stage_inputs, task_body
+from .tasks import (
+    DEFAULT_MEMORY,
+    ExecutorLost,
+    ResultSpec,
+    Task,
+    TaskBackend,
+    TaskEnded,
+    TaskResult,
+)
 
 _LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
 _LEVELS = ("ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN")
 
 
 def _make_backend(master: str, work_dir: str, memory_budget: int) -> TaskBackend:
+    # The substrate backend plugs in here: a TaskBackend whose launch() ships Task.to_bytes()
+    # to executors that call dataflow.tasks.run_task(data, ExecutorEnv(...)).
     if master == "inline":
         from .inline import InlineBackend
         return InlineBackend(work_dir, memory_budget)
@@ -79,8 +95,8 @@ class Context:
 
     def __init__(self, master: str = "local", appName: str = "dataflow", *,
                  memory_budget: int = DEFAULT_MEMORY, max_task_failures: int = 4,
-                 speculation: bool = False, work_dir: Optional[str] = None,
-                 clock: Optional[Callable[[], float]] = None) -> None:
+                 speculation: bool = False, work_dir: str | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.master = master
         self.appName = appName
         self._own_dir = work_dir is None
@@ -104,15 +120,15 @@ class Context:
         self._lock = threading.RLock()
         self._stopped = False
         self._log_level = "WARN"
-        self.checkpoint_dir: Optional[str] = None
+        self.checkpoint_dir: str | None = None
         self.last_job_metrics: dict[str, int] = {}
         self.applicationId = f"dataflow-{os.getpid()}-{id(self):x}"
 
     # -- lifecycle -----------------------------------------------------------------------
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
@@ -166,7 +182,7 @@ class Context:
         return next(self._shuffle_ids)
 
     # -- making RDDs ---------------------------------------------------------------------
-    def parallelize(self, c: Iterable, numSlices: Optional[int] = None) -> Any:
+    def parallelize(self, c: Iterable, numSlices: int | None = None) -> Any:
         """Distribute a local collection as an RDD of ``numSlices`` partitions.
 
         >>> ctx = Context("inline")
@@ -176,8 +192,8 @@ class Context:
         from .rdd import ParallelRDD
         return ParallelRDD(self, c, numSlices or self.defaultParallelism)
 
-    def range(self, start: int, end: Optional[int] = None, step: int = 1,
-              numSlices: Optional[int] = None) -> Any:
+    def range(self, start: int, end: int | None = None, step: int = 1,
+              numSlices: int | None = None) -> Any:
         """RDD of ``range(start, end, step)``; with one argument, ``range(0, start)``.
 
         >>> Context("inline").range(1, 7, 2).collect()
@@ -206,30 +222,30 @@ class Context:
         from .rdd import UnionRDD
         return UnionRDD(self, list(rdds))
 
-    def textFile(self, name: str, minPartitions: Optional[int] = None,
+    def textFile(self, name: str, minPartitions: int | None = None,
                  use_unicode: bool = True) -> Any:
         """Lines of a text file, a directory of them, or a glob; ``.gz`` files are decompressed."""
         from .io import text_file
         return text_file(self, name, minPartitions or self.defaultMinPartitions, use_unicode)
 
-    def wholeTextFiles(self, path: str, minPartitions: Optional[int] = None,
+    def wholeTextFiles(self, path: str, minPartitions: int | None = None,
                        use_unicode: bool = True) -> Any:
         """``(path, content)`` for every file in a directory or glob."""
         from .io import whole_text_files
         return whole_text_files(self, path, minPartitions or self.defaultMinPartitions,
                                 use_unicode)
 
-    def pickleFile(self, name: str, minPartitions: Optional[int] = None) -> Any:
+    def pickleFile(self, name: str, minPartitions: int | None = None) -> Any:
         """Read back an RDD written by ``saveAsPickleFile``."""
         from .io import pickle_file
         return pickle_file(self, name, minPartitions)
 
-    def parquetFile(self, path: str, columns: Optional[list] = None) -> Any:
+    def parquetFile(self, path: str, columns: list | None = None) -> Any:
         """Rows of Parquet file(s) as dicts (one partition per file and row group)."""
         from .io import parquet_file
         return parquet_file(self, path, columns)
 
-    def csvFile(self, path: str, header: bool = True, columns: Optional[list] = None) -> Any:
+    def csvFile(self, path: str, header: bool = True, columns: list | None = None) -> Any:
         """Rows of CSV file(s) as dicts (``header=True``) or tuples, typed by pyarrow."""
         from .io import csv_file
         return csv_file(self, path, header, columns)
@@ -243,9 +259,10 @@ class Context:
         [1, 2]
         """
         self._check()
-        return Broadcast.create(next(self._ids), value, os.path.join(self.work_dir, "broadcast"))
+        return Broadcast.create(next(self._ids), value, os.path.join(self.work_dir, "broadcast"),
+                                self._backend.drop_broadcast)
 
-    def accumulator(self, value: Any, accum_param: Optional[AccumulatorParam] = None) -> Accumulator:
+    def accumulator(self, value: Any, accum_param: AccumulatorParam | None = None) -> Accumulator:
         """An add-only shared variable starting at ``value``.
 
         >>> ctx = Context("inline")
@@ -263,7 +280,7 @@ class Context:
         if self._stopped:
             raise ContextStoppedError("this Context was stopped")
 
-    def runJob(self, rdd: Any, partitionFunc: Callable, partitions: Optional[list] = None,
+    def runJob(self, rdd: Any, partitionFunc: Callable, partitions: list | None = None,
                allowLocal: bool = False) -> list:
         """Run ``partitionFunc(iterator)`` on the given partitions and concatenate its results.
 
@@ -275,27 +292,35 @@ class Context:
         return [x for p in parts for x in p]
 
     def _run(self, rdd: Any, func: Callable[[Any, Any], Any],
-             partitions: Optional[list] = None) -> list:
+             partitions: list | None = None) -> list:
         """Run ``func(task_context, records)`` on partitions of ``rdd``; one result per partition."""
         self._check()
         if rdd.ctx is not self:
             raise DataflowError("this RDD belongs to another Context")
         with self._lock:
-            return self._run_locked(rdd, func, partitions)
+            try:
+                return self._run_locked(rdd, func, partitions)
+            except BaseException as exc:
+                # interrupted (Ctrl-C in a notebook) or failed: leave the scheduler idle
+                for a in self._dag.abort_job(exc):
+                    if isinstance(a, KillTask):
+                        self._backend.kill(a.task_id)
+                raise
 
-    def _run_locked(self, rdd: Any, func: Callable, partitions: Optional[list]) -> list:
+    def _run_locked(self, rdd: Any, func: Callable, partitions: list | None) -> list:
         if partitions is None:
             partitions = list(range(rdd.getNumPartitions()))
         final = self._stages.result_stage(rdd)
         spec = ResultSpec(func)
         nodes: dict = {}
+        functions: dict = {}  # closures serialised once per job, not once per task
         job_id = next(self._job_ids)
         self.last_job_metrics = {}
         actions = self._dag.submit_job(job_id, final, partitions, spec)
         while True:
             for action in actions:
                 if isinstance(action, LaunchTask):
-                    self._launch(action, spec, nodes)
+                    self._launch(action, spec, nodes, functions)
                 elif isinstance(action, KillTask):
                     self._backend.kill(action.task_id)
                 elif isinstance(action, Accumulate):
@@ -306,26 +331,34 @@ class Context:
                 elif isinstance(action, JobFailed):
                     raise action.error
             actions = []
-            for event in self._backend.poll(timeout=1.0):
+            events = self._backend.poll(timeout=1.0)
+            if not events and not self._backend.has_pending():
+                self._dag.abort_job(JobError("scheduler stalled"))
+                raise JobError("internal error: the scheduler waits for tasks no backend runs")
+            for event in events:
                 if isinstance(event, TaskEnded):
                     actions += self._dag.task_ended(TaskResult.from_bytes(event.result))
                 elif isinstance(event, ExecutorLost):
                     actions += self._dag.executor_lost(event.executor_id)
             actions += self._dag.tick()
 
-    def _launch(self, action: LaunchTask, spec: ResultSpec, nodes: dict) -> None:
+    def _launch(self, action: LaunchTask, spec: ResultSpec, nodes: dict, functions: dict) -> None:
         stage = action.stage
         try:
             body = task_body(stage, action.partition, self._dag.map_outputs, spec, nodes)
             what = f"the functions of stage {stage.id} ({stage.rdd.name() or stage.rdd!r})"
-            payload = dumps(body, what)
-        except BaseException:
-            self._dag._abort(DataflowError("job aborted"), [])
+            payload = dumps(body, what, functions)
+        except BaseException as exc:
+            for a in self._dag.abort_job(exc):
+                if isinstance(a, KillTask):
+                    self._backend.kill(a.task_id)
             raise
         kind = "map" if stage.is_map else "result"
+        cached, shuffles = stage_inputs(stage)
+        prefs = self._dag.preferred_locations(shuffles, cached, action.partition)
         self._backend.launch(Task(action.task_id, action.job_id, stage.id, stage.attempt,
                                   action.partition, action.attempt, kind, payload,
-                                  action.speculative))
+                                  action.speculative, prefs))
 
     def _accumulate(self, action: Accumulate) -> None:
         for aid, update in action.updates.items():
@@ -342,4 +375,5 @@ class Context:
             write_checkpoint(r)
 
     def _unpersist(self, rdd_id: int) -> None:
+        self._dag.uncache(rdd_id)
         self._backend.unpersist(rdd_id)

@@ -32,8 +32,9 @@ Examples
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .errors import JobError, TaskFailedError
 from .stages import Stage
@@ -107,7 +108,9 @@ class DAGScheduler:
         self.spec_quantile = speculation_quantile
         self.spec_min_runtime = speculation_min_runtime
         self.map_outputs: dict[int, list] = {}
-        self.job: Optional[_Job] = None
+        #: executor id holding each cached ``(rdd_id, partition)`` block
+        self.cache_locations: dict[tuple[int, int], str] = {}
+        self.job: _Job | None = None
         self.running: set[Stage] = set()
         self.waiting: set[Stage] = set()
         self.tasks: dict[int, _TaskInfo] = {}
@@ -151,7 +154,35 @@ class DAGScheduler:
             for i, st in enumerate(outs):
                 if st is not None and st.location == executor_id:
                     outs[i] = None
+        for key in [k for k, loc in self.cache_locations.items() if loc == executor_id]:
+            del self.cache_locations[key]
         return []
+
+    def uncache(self, rdd_id: int) -> None:
+        """Forget where the cached partitions of ``rdd_id`` were."""
+        for key in [k for k in self.cache_locations if k[0] == rdd_id]:
+            del self.cache_locations[key]
+
+    def preferred_locations(self, shuffle_ids: list, cached: list, partition: int) -> tuple:
+        """Executors holding a task's input: its cached blocks, then the biggest map outputs.
+
+        ``cached`` lists the ids of cached RDDs the task reads partition ``partition`` of;
+        ``shuffle_ids`` the shuffles it reads (reduce partition ``partition``).
+        """
+        prefs: list[str] = []
+        for rdd_id in cached:
+            loc = self.cache_locations.get((rdd_id, partition))
+            if loc is not None and loc not in prefs:
+                prefs.append(loc)
+        weight: dict[str, int] = {}
+        for sid in shuffle_ids:
+            for st in self.map_outputs.get(sid) or ():
+                if st is not None and partition < len(st.sizes):
+                    weight[st.location] = weight.get(st.location, 0) + st.sizes[partition]
+        for loc, _ in sorted(weight.items(), key=lambda kv: -kv[1]):
+            if loc not in prefs:
+                prefs.append(loc)
+        return tuple(prefs)
 
     def tick(self) -> list:
         """Check for stragglers to speculate on."""
@@ -173,6 +204,13 @@ class DAGScheduler:
                         and now - i.start > threshold and not self._partition_done(i)):
                     actions.append(self._launch(stage, i.partition, True))
                     per_part[i.partition] = 2
+        return actions
+
+    def abort_job(self, error: Exception) -> list:
+        """Fail the running job (e.g. its tasks could not be serialised); kills its tasks."""
+        actions: list = []
+        if self.job is not None:
+            self._abort(error, actions)
         return actions
 
     def remove_shuffle(self, shuffle_id: int) -> None:
@@ -246,6 +284,8 @@ class DAGScheduler:
             self.map_outputs[stage.shuffle_id][info.partition] = result.map_status
         else:
             job.results[info.partition] = result
+        for block in result.cached:
+            self.cache_locations[tuple(block)] = result.executor_id
         actions.append(Accumulate(result.accumulators, result.metrics))
         self._kill_others(info, actions)
         if stage not in self.running:

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Optional
 
-from .tasks import DEFAULT_MEMORY, ExecutorEnv, TaskBackend, TaskEnded, Task, run_task
+from .tasks import DEFAULT_MEMORY, ExecutorEnv, Task, TaskBackend, TaskEnded, run_task
 
 EXECUTOR_ID = "inline"
 
@@ -42,15 +41,21 @@ class InlineBackend(TaskBackend):
     def kill(self, task_id: int) -> None:
         self.queue = deque(t for t in self.queue if t.task_id != task_id)
 
-    def poll(self, timeout: Optional[float] = None) -> list:
+    def poll(self, timeout: float | None = None) -> list:
         if not self.queue:
             return []
         task = self.queue.popleft()
         self.tasks_run += 1
         return [TaskEnded(task.task_id, run_task(task.to_bytes(), self.env))]
 
+    def has_pending(self) -> bool:
+        return bool(self.queue)
+
     def unpersist(self, rdd_id: int) -> None:
         self.env.drop_rdd(rdd_id)
+
+    def drop_broadcast(self, broadcast_id: int) -> None:
+        self.env.broadcasts.pop(broadcast_id, None)
 
     def stop(self) -> None:
         self.queue.clear()

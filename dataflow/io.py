@@ -28,10 +28,12 @@ from __future__ import annotations
 import glob as _glob
 import gzip
 import os
-import pickle
 import shutil
+import subprocess
+import threading
 import uuid
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .errors import InputError, OutputExistsError
 
@@ -63,28 +65,29 @@ def list_files(path: str) -> list[str]:
     return [os.path.abspath(f) for f in files]
 
 
-def _strip_eol(line: bytes) -> bytes:
-    if line.endswith(b"\r\n"):
-        return line[:-2]
-    if line.endswith(b"\n") or line.endswith(b"\r"):
-        return line[:-1]
-    return line
-
-
 def read_text_split(desc: tuple) -> Iterator:
-    """Lines of one split ``(path, start, end, use_unicode)``; ``end < 0`` means the whole file."""
+    """Lines starting in ``(start, end]`` (or at 0) of one split ``(path, start, end, unicode)``.
+
+    A split skips the line it starts inside (or exactly at) unless it starts at 0, and reads every
+    line that starts at or before ``end``, so neighbouring splits share no line and lose none.
+    ``end < 0`` means the whole file.
+    """
     path, start, end, use_unicode = desc
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
+        pos = 0
         if start > 0:
             f.seek(start)
-            f.readline()
-        while end < 0 or f.tell() <= end:
-            line = f.readline()
-            if not line:
+            pos = start + len(f.readline())
+        for line in f:
+            if end >= 0 and pos > end:
                 break
-            raw = _strip_eol(line)
-            yield raw.decode("utf-8") if use_unicode else raw
+            pos += len(line)
+            if line[-1:] == b"\n":
+                line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
+            elif line[-1:] == b"\r":
+                line = line[:-1]
+            yield line.decode("utf-8") if use_unicode else line
 
 
 def text_file(ctx: Any, name: str, min_partitions: int, use_unicode: bool) -> Any:
@@ -101,9 +104,9 @@ def text_file(ctx: Any, name: str, min_partitions: int, use_unicode: bool) -> An
             continue
         start = 0
         while size - start > goal * 1.1:
-            splits.append((f, start, start + goal - 1, use_unicode))
+            splits.append((f, start, start + goal, use_unicode))
             start += goal
-        splits.append((f, start, size - 1, use_unicode))
+        splits.append((f, start, size, use_unicode))
     return SourceRDD(ctx, splits, read_text_split).setName(name)
 
 
@@ -134,7 +137,7 @@ def read_pickle_part(path: str) -> Iterator:
             yield from loads(f.read(int.from_bytes(head, "little")))
 
 
-def pickle_file(ctx: Any, name: str, min_partitions: Optional[int]) -> Any:
+def pickle_file(ctx: Any, name: str, min_partitions: int | None) -> Any:
     from .rdd import SourceRDD
     return SourceRDD(ctx, list_files(name), read_pickle_part).setName(name)
 
@@ -155,20 +158,21 @@ def read_table_part(desc: tuple) -> Iterator:
     return iter(rows)
 
 
-def parquet_file(ctx: Any, path: str, columns: Optional[list]) -> Any:
+def parquet_file(ctx: Any, path: str, columns: list | None) -> Any:
     import pyarrow.parquet as pq
+
     from .rdd import SourceRDD
     splits = []
     for f in list_files(path):
         try:
             groups = pq.ParquetFile(f).num_row_groups
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
             raise InputError(f"cannot read Parquet file {f}: {exc}") from None
         splits.extend((f, "parquet", g, columns, True) for g in range(groups))
     return SourceRDD(ctx, splits, read_table_part).setName(path)
 
 
-def csv_file(ctx: Any, path: str, header: bool, columns: Optional[list]) -> Any:
+def csv_file(ctx: Any, path: str, header: bool, columns: list | None) -> Any:
     from .rdd import SourceRDD
     splits = [(f, "csv", 0, columns, header) for f in list_files(path)]
     return SourceRDD(ctx, splits, read_table_part).setName(path)
@@ -216,15 +220,14 @@ def _commit_file(directory: str, name: str, write: Callable[[str], None]) -> Non
             os.unlink(tmp)
 
 
-def save_as_text_file(rdd: Any, path: str, codec: Optional[str], overwrite: bool) -> None:
+def save_as_text_file(rdd: Any, path: str, codec: str | None, overwrite: bool) -> None:
     if codec is not None and codec not in GZIP_CODECS:
         raise ValueError(f"unsupported compression codec {codec!r}; use one of {GZIP_CODECS}")
     suffix = ".gz" if codec else ""
 
     def write_part(d: str, split: int, it: Iterator) -> None:
         def write(tmp: str) -> None:
-            opener = (lambda p: gzip.open(p, "wb", compresslevel=6)) if codec else (lambda p: open(p, "wb"))
-            with opener(tmp) as f:
+            with (gzip.open(tmp, "wb", compresslevel=6) if codec else open(tmp, "wb")) as f:
                 for x in it:
                     f.write((x if isinstance(x, bytes) else str(x).encode("utf-8")) + b"\n")
         _commit_file(d, f"part-{split:05d}{suffix}", write)
@@ -291,3 +294,39 @@ def write_checkpoint(rdd: Any) -> None:
     save_as_pickle_file(rdd, path, 1024, False)
     files = [os.path.join(path, f"part-{i:05d}") for i in range(rdd.getNumPartitions())]
     rdd._checkpoint = (path, SourceNode(dict(enumerate(files)), read_pickle_part))
+
+
+# -- external commands -------------------------------------------------------------------
+def pipe_partition(command: str, env: dict | None, checkCode: bool) -> Callable[[Iterator], Iterator]:
+    """The partition function of ``RDD.pipe``: feed lines to ``command``, yield its output lines."""
+    def part(it: Iterator) -> Iterator:
+        proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=env)
+
+        def feed() -> None:
+            try:
+                for x in it:
+                    proc.stdin.write(str(x).encode("utf-8") + b"\n")  # type: ignore[union-attr]
+            except BrokenPipeError:  # the command stopped reading; its exit code tells
+                pass
+            except BaseException as exc:  # noqa: BLE001 - user code failed: re-raised below
+                failed.append(exc)
+            finally:
+                try:
+                    proc.stdin.close()  # type: ignore[union-attr]
+                except BrokenPipeError:
+                    pass
+
+        failed: list = []
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        for line in proc.stdout:  # type: ignore[union-attr]
+            yield line.decode("utf-8").rstrip("\n")
+        writer.join()
+        code = proc.wait()
+        if failed:
+            raise failed[0]
+        if checkCode and code:
+            raise RuntimeError(f"Pipe function `{command}' exited with error code {code}")
+
+    return part

@@ -23,8 +23,9 @@ Examples
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
 from itertools import product
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from .partitioner import HashPartitioner, RangePartitioner, portable_hash
 from .shuffle import Aggregator, ShuffleWriteSpec
@@ -105,11 +106,11 @@ class PairOps:
         return self.flatMap(lambda kv: ((kv[0], x) for x in f(kv[1])), True)  # type: ignore[attr-defined]
 
     # -- shuffles ------------------------------------------------------------------------
-    def _n(self, numPartitions: Optional[int]) -> int:
+    def _n(self, numPartitions: int | None) -> int:
         return numPartitions or max(1, self.getNumPartitions())  # type: ignore[attr-defined]
 
-    def _shuffle(self, partitioner: Any, aggregator: Optional[Aggregator] = None,
-                 map_side_combine: bool = True, sort_key: Optional[Callable] = None,
+    def _shuffle(self, partitioner: Any, aggregator: Aggregator | None = None,
+                 map_side_combine: bool = True, sort_key: Callable | None = None,
                  ascending: bool = True) -> Any:
         from .rdd import ShuffledRDD
         spec = ShuffleWriteSpec(self.ctx._new_shuffle_id(), partitioner, aggregator,
@@ -130,7 +131,7 @@ class PairOps:
         return self._shuffle(part)
 
     def combineByKey(self, createCombiner: Callable, mergeValue: Callable,
-                     mergeCombiners: Callable, numPartitions: Optional[int] = None,
+                     mergeCombiners: Callable, numPartitions: int | None = None,
                      partitionFunc: Callable = portable_hash) -> Any:
         """Combine the values of each key into a combiner.
 
@@ -142,12 +143,12 @@ class PairOps:
         agg = Aggregator(createCombiner, mergeValue, mergeCombiners)
         return self._combine(agg, numPartitions, partitionFunc)
 
-    def _combine(self, agg: Aggregator, numPartitions: Optional[int], partitionFunc: Callable,
+    def _combine(self, agg: Aggregator, numPartitions: int | None, partitionFunc: Callable,
                  map_side_combine: bool = True) -> Any:
         return self._shuffle(HashPartitioner(self._n(numPartitions), partitionFunc), agg,
                              map_side_combine)
 
-    def reduceByKey(self, func: Callable[[Any, Any], Any], numPartitions: Optional[int] = None,
+    def reduceByKey(self, func: Callable[[Any, Any], Any], numPartitions: int | None = None,
                     partitionFunc: Callable = portable_hash) -> Any:
         """Merge the values of each key with ``func`` (map-side first).
 
@@ -172,7 +173,7 @@ class PairOps:
         return out
 
     def foldByKey(self, zeroValue: Any, func: Callable[[Any, Any], Any],
-                  numPartitions: Optional[int] = None,
+                  numPartitions: int | None = None,
                   partitionFunc: Callable = portable_hash) -> Any:
         """Fold the values of each key from a fresh copy of ``zeroValue``.
 
@@ -185,7 +186,7 @@ class PairOps:
                                  numPartitions, partitionFunc)
 
     def aggregateByKey(self, zeroValue: Any, seqFunc: Callable, combFunc: Callable,
-                       numPartitions: Optional[int] = None,
+                       numPartitions: int | None = None,
                        partitionFunc: Callable = portable_hash) -> Any:
         """Aggregate each key's values with ``seqFunc`` from ``zeroValue``; merge with ``combFunc``.
 
@@ -197,7 +198,7 @@ class PairOps:
         return self.combineByKey(lambda v: seqFunc(copy.deepcopy(zeroValue), v), seqFunc,
                                  combFunc, numPartitions, partitionFunc)
 
-    def groupByKey(self, numPartitions: Optional[int] = None,
+    def groupByKey(self, numPartitions: int | None = None,
                    partitionFunc: Callable = portable_hash) -> Any:
         """Group the values of each key into a :class:`ResultIterable`.
 
@@ -209,7 +210,7 @@ class PairOps:
         agg = Aggregator(_list1, _append, _extend)
         return self._combine(agg, numPartitions, partitionFunc, False).mapValues(ResultIterable)
 
-    def groupBy(self, f: Callable[[Any], Any], numPartitions: Optional[int] = None,
+    def groupBy(self, f: Callable[[Any], Any], numPartitions: int | None = None,
                 partitionFunc: Callable = portable_hash) -> Any:
         """Group elements by ``f(x)``.
 
@@ -235,7 +236,7 @@ class PairOps:
         shuffled = self.mapPartitionsWithIndex(keyed)._shuffle(HashPartitioner(n, _int_key))  # type: ignore[attr-defined]
         return shuffled.values()
 
-    def repartitionAndSortWithinPartitions(self, numPartitions: Optional[int] = None,
+    def repartitionAndSortWithinPartitions(self, numPartitions: int | None = None,
                                            partitionFunc: Callable = portable_hash,
                                            ascending: bool = True,
                                            keyfunc: Callable = identity) -> Any:
@@ -249,7 +250,7 @@ class PairOps:
         part = HashPartitioner(self._n(numPartitions), partitionFunc)
         return self._shuffle(part, sort_key=keyfunc, ascending=ascending)
 
-    def sortByKey(self, ascending: bool = True, numPartitions: Optional[int] = None,
+    def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
                   keyfunc: Callable = identity) -> Any:
         """Sort pairs by key across partitions (samples the keys to choose ranges).
 
@@ -269,7 +270,7 @@ class PairOps:
                              ascending=ascending)
 
     def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True,
-               numPartitions: Optional[int] = None) -> Any:
+               numPartitions: int | None = None) -> Any:
         """Sort elements by ``keyfunc``.
 
         >>> from dataflow import Context
@@ -279,7 +280,7 @@ class PairOps:
         return self.keyBy(keyfunc).sortByKey(ascending, numPartitions).values()  # type: ignore[attr-defined]
 
     # -- set operations ------------------------------------------------------------------
-    def distinct(self, numPartitions: Optional[int] = None) -> Any:
+    def distinct(self, numPartitions: int | None = None) -> Any:
         """The distinct elements.
 
         >>> from dataflow import Context
@@ -301,7 +302,7 @@ class PairOps:
         b = other.map(lambda v: (v, None))
         return a.cogroup(b).filter(lambda kv: len(kv[1][0]) and len(kv[1][1])).keys()
 
-    def subtractByKey(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+    def subtractByKey(self, other: Any, numPartitions: int | None = None) -> Any:
         """Pairs whose key does not occur in ``other``.
 
         >>> from dataflow import Context
@@ -313,7 +314,7 @@ class PairOps:
                 .filter(lambda kv: len(kv[1][0]) and not len(kv[1][1]))
                 .flatMapValues(lambda vs: vs[0]))
 
-    def subtract(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+    def subtract(self, other: Any, numPartitions: int | None = None) -> Any:
         """Elements not in ``other`` (duplicates of the survivors kept).
 
         >>> from dataflow import Context
@@ -325,7 +326,7 @@ class PairOps:
         return a.subtractByKey(other.map(lambda x: (x, True)), numPartitions).keys()
 
     # -- cogroup and joins ---------------------------------------------------------------
-    def cogroup(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+    def cogroup(self, other: Any, numPartitions: int | None = None) -> Any:
         """For each key, the values in this RDD and in ``other`` as two ResultIterables.
 
         >>> from dataflow import Context
@@ -340,12 +341,12 @@ class PairOps:
         """Cogroup with any number of other RDDs."""
         return _cogroup([self, other, *others], None)
 
-    def join(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+    def join(self, other: Any, numPartitions: int | None = None) -> Any:
         """Inner join: ``(k, (v, w))`` for every pair of matching values."""
         return self.cogroup(other, numPartitions).flatMapValues(
             lambda vw: product(vw[0], vw[1]))
 
-    def leftOuterJoin(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+    def leftOuterJoin(self, other: Any, numPartitions: int | None = None) -> Any:
         """``(k, (v, w))``, with ``w = None`` when ``other`` lacks ``k``.
 
         >>> from dataflow import Context
@@ -356,12 +357,12 @@ class PairOps:
         return self.cogroup(other, numPartitions).flatMapValues(
             lambda vw: product(vw[0], vw[1] if len(vw[1]) else [None]))
 
-    def rightOuterJoin(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+    def rightOuterJoin(self, other: Any, numPartitions: int | None = None) -> Any:
         """``(k, (v, w))``, with ``v = None`` when this RDD lacks ``k``."""
         return self.cogroup(other, numPartitions).flatMapValues(
             lambda vw: product(vw[0] if len(vw[0]) else [None], vw[1]))
 
-    def fullOuterJoin(self, other: Any, numPartitions: Optional[int] = None) -> Any:
+    def fullOuterJoin(self, other: Any, numPartitions: int | None = None) -> Any:
         """Left and right outer join together."""
         return self.cogroup(other, numPartitions).flatMapValues(
             lambda vw: product(vw[0] if len(vw[0]) else [None], vw[1] if len(vw[1]) else [None]))
@@ -380,7 +381,7 @@ class PairOps:
         return values.collect()
 
 
-def _cogroup(rdds: list, numPartitions: Optional[int]) -> Any:
+def _cogroup(rdds: list, numPartitions: int | None) -> Any:
     width = len(rdds)
 
     def tag(i: int) -> Callable:

@@ -20,7 +20,8 @@ True
 from __future__ import annotations
 
 import bisect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,17 @@ def partition_ids(keys: np.ndarray, num_partitions: int) -> np.ndarray:
                        dtype=np.int64, count=len(keys))
 
 
+def partition_ids_any(keys: list, num_partitions: int) -> list[int]:
+    """``portable_hash(k) % n`` for a list of keys of any hashable type, as Python ints."""
+    if _hashing is not None and hasattr(_hashing, "partition_ids"):
+        return _hashing.partition_ids(keys, num_partitions).tolist()
+    return [portable_hash(k) % num_partitions for k in keys]  # pragma: no cover
+
+
+def _identity(key: Any) -> Any:
+    return key
+
+
 class Partitioner:
     """Maps a key to a partition number in ``range(num_partitions)``."""
 
@@ -110,10 +122,10 @@ class RangePartitioner(Partitioner):
     """Partition ``i`` holds the keys between ``bounds[i-1]`` and ``bounds[i]`` (inclusive)."""
 
     def __init__(self, bounds: Sequence[Any], ascending: bool = True,
-                 keyfunc: Callable[[Any], Any] = lambda k: k) -> None:
+                 keyfunc: Callable[[Any], Any] | None = None) -> None:
         self.bounds = list(bounds)
         self.ascending = ascending
-        self.keyfunc = keyfunc
+        self.keyfunc = keyfunc if keyfunc is not None else _identity
         self.num_partitions = len(self.bounds) + 1
 
     def __call__(self, key: Any) -> int:

@@ -20,14 +20,15 @@ Examples
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 
 class Node:
     """Computes partitions; subclasses set ``children`` and implement :meth:`compute`."""
 
-    children: list["Node"] = []
+    children: list[Node] = []  # noqa: RUF012 - leaf default, never mutated in place
 
     def compute(self, split: int, tc: Any) -> Iterator:
         raise NotImplementedError
@@ -36,10 +37,10 @@ class Node:
         """For each child, the splits this node's ``split`` reads (default: the same split)."""
         return [[split] for _ in self.children]
 
-    def prune(self, split: int) -> "Node":
+    def prune(self, split: int) -> Node:
         return self._prune_many({split})
 
-    def _prune_many(self, splits: set) -> "Node":
+    def _prune_many(self, splits: set) -> Node:
         need: list[set] = [set() for _ in self.children]
         for s in splits:
             for i, cs in enumerate(self.child_splits(s)):
@@ -57,7 +58,7 @@ class _Pruned(Node):
 class SourceNode(Node):
     """Partitions given by the driver: ``reader(slices[split])`` (default: iterate the slice)."""
 
-    def __init__(self, slices: dict, reader: Optional[Callable[[Any], Iterable]] = None) -> None:
+    def __init__(self, slices: dict, reader: Callable[[Any], Iterable] | None = None) -> None:
         self.slices = slices
         self.reader = reader
         self.children = []
@@ -66,7 +67,7 @@ class SourceNode(Node):
         data = self.slices[split]
         return iter(data) if self.reader is None else iter(self.reader(data))
 
-    def _prune_many(self, splits: set) -> "Node":
+    def _prune_many(self, splits: set) -> Node:
         clone = copy.copy(self)
         clone.slices = {s: self.slices[s] for s in splits}
         return clone
@@ -160,7 +161,7 @@ class ShuffledNode(Node):
     """Reads one reduce partition of a shuffle and merges it (aggregate, sort or plain)."""
 
     def __init__(self, shuffle_id: int, aggregator: Any = None, map_side_combine: bool = True,
-                 sort_key: Optional[Callable] = None, ascending: bool = True) -> None:
+                 sort_key: Callable | None = None, ascending: bool = True) -> None:
         self.children = []
         self.shuffle_id = shuffle_id
         self.aggregator = aggregator
@@ -171,7 +172,7 @@ class ShuffledNode(Node):
     def compute(self, split: int, tc: Any) -> Iterator:
         return tc.read_shuffle(self, split)
 
-    def _prune_many(self, splits: set) -> "Node":
+    def _prune_many(self, splits: set) -> Node:
         return self
 
 

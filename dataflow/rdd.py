@@ -19,13 +19,10 @@ Examples
 """
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
-import threading
-from itertools import chain
-from typing import Any, Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, pairwise
+from typing import Any
 
 from . import plan
 from .pairs import PairOps
@@ -48,10 +45,10 @@ class RDD(Actions, PairOps):
         self._num_partitions = num_partitions
         self._dependencies = deps
         self.partitioner = partitioner
-        self._name: Optional[str] = None
+        self._name: str | None = None
         self.is_cached = False
         self._checkpoint_requested = False
-        self._checkpoint: Optional[tuple[str, Any]] = None
+        self._checkpoint: tuple[str, Any] | None = None
 
     # -- identity and lineage ------------------------------------------------------------
     @property
@@ -63,11 +60,11 @@ class RDD(Actions, PairOps):
         """A unique id of this RDD within its Context."""
         return self._id
 
-    def name(self) -> Optional[str]:
+    def name(self) -> str | None:
         """The name given with :meth:`setName`, or None."""
         return self._name
 
-    def setName(self, name: str) -> "RDD":
+    def setName(self, name: str) -> RDD:
         """Name this RDD (shown by :meth:`toDebugString`).
 
         >>> from dataflow import Context
@@ -128,7 +125,7 @@ class RDD(Actions, PairOps):
         """
         lines: list[str] = []
 
-        def walk(r: "RDD", indent: str, head: str) -> None:
+        def walk(r: RDD, indent: str, head: str) -> None:
             cached = "[Memory Serialized 1x Replicated]" if r.is_cached else "[]"
             lines.append(f"{indent}{head}{r!r} {cached}")
             for d in r._deps():
@@ -141,7 +138,7 @@ class RDD(Actions, PairOps):
         return "\n".join(lines).encode("utf-8")
 
     # -- persistence ---------------------------------------------------------------------
-    def cache(self) -> "RDD":
+    def cache(self) -> RDD:
         """Keep computed partitions in executor memory.
 
         >>> from dataflow import Context
@@ -152,11 +149,11 @@ class RDD(Actions, PairOps):
         self.is_cached = True
         return self
 
-    def persist(self, storageLevel: Any = None) -> "RDD":
+    def persist(self, storageLevel: Any = None) -> RDD:
         """Same as :meth:`cache` (memory is the only storage level)."""
         return self.cache()
 
-    def unpersist(self, blocking: bool = False) -> "RDD":
+    def unpersist(self, blocking: bool = False) -> RDD:
         """Drop cached partitions."""
         self.is_cached = False
         self.ctx._unpersist(self._id)
@@ -180,12 +177,12 @@ class RDD(Actions, PairOps):
     def isCheckpointed(self) -> bool:
         return self._checkpoint is not None
 
-    def getCheckpointFile(self) -> Optional[str]:
+    def getCheckpointFile(self) -> str | None:
         return self._checkpoint[0] if self._checkpoint is not None else None
 
     # -- narrow transformations ----------------------------------------------------------
     def mapPartitionsWithIndex(self, f: Callable[[int, Iterator], Iterable],
-                               preservesPartitioning: bool = False) -> "RDD":
+                               preservesPartitioning: bool = False) -> RDD:
         """Apply ``f(partition_index, iterator)`` to each partition.
 
         >>> from dataflow import Context
@@ -195,12 +192,12 @@ class RDD(Actions, PairOps):
         """
         return MapPartitionsRDD(self, f, preservesPartitioning)
 
-    def mapPartitionsWithSplit(self, f: Callable, preservesPartitioning: bool = False) -> "RDD":
+    def mapPartitionsWithSplit(self, f: Callable, preservesPartitioning: bool = False) -> RDD:
         """Deprecated alias of :meth:`mapPartitionsWithIndex`."""
         return self.mapPartitionsWithIndex(f, preservesPartitioning)
 
     def mapPartitions(self, f: Callable[[Iterator], Iterable],
-                      preservesPartitioning: bool = False) -> "RDD":
+                      preservesPartitioning: bool = False) -> RDD:
         """Apply ``f(iterator)`` to each partition.
 
         >>> from dataflow import Context
@@ -209,7 +206,7 @@ class RDD(Actions, PairOps):
         """
         return MapPartitionsRDD(self, lambda _, it: f(it), preservesPartitioning)
 
-    def map(self, f: Callable[[Any], Any], preservesPartitioning: bool = False) -> "RDD":
+    def map(self, f: Callable[[Any], Any], preservesPartitioning: bool = False) -> RDD:
         """Apply ``f`` to every element.
 
         >>> from dataflow import Context
@@ -218,7 +215,7 @@ class RDD(Actions, PairOps):
         """
         return MapPartitionsRDD(self, lambda _, it: map(f, it), preservesPartitioning)
 
-    def flatMap(self, f: Callable[[Any], Iterable], preservesPartitioning: bool = False) -> "RDD":
+    def flatMap(self, f: Callable[[Any], Iterable], preservesPartitioning: bool = False) -> RDD:
         """Apply ``f`` to every element and flatten the results.
 
         >>> from dataflow import Context
@@ -228,7 +225,7 @@ class RDD(Actions, PairOps):
         return MapPartitionsRDD(self, lambda _, it: chain.from_iterable(map(f, it)),
                                 preservesPartitioning)
 
-    def filter(self, f: Callable[[Any], bool]) -> "RDD":
+    def filter(self, f: Callable[[Any], bool]) -> RDD:
         """Keep the elements for which ``f`` is true.
 
         >>> from dataflow import Context
@@ -237,7 +234,7 @@ class RDD(Actions, PairOps):
         """
         return MapPartitionsRDD(self, lambda _, it: filter(f, it), True)
 
-    def glom(self) -> "RDD":
+    def glom(self) -> RDD:
         """Each partition as one list.
 
         >>> from dataflow import Context
@@ -246,7 +243,7 @@ class RDD(Actions, PairOps):
         """
         return MapPartitionsRDD(self, lambda _, it: [list(it)])
 
-    def keyBy(self, f: Callable[[Any], Any]) -> "RDD":
+    def keyBy(self, f: Callable[[Any], Any]) -> RDD:
         """Pairs ``(f(x), x)``.
 
         >>> from dataflow import Context
@@ -255,7 +252,7 @@ class RDD(Actions, PairOps):
         """
         return self.map(lambda x: (f(x), x))
 
-    def union(self, other: "RDD") -> "RDD":
+    def union(self, other: RDD) -> RDD:
         """Elements of both RDDs (duplicates kept).
 
         >>> from dataflow import Context
@@ -265,10 +262,10 @@ class RDD(Actions, PairOps):
         """
         return UnionRDD(self.ctx, [self, other])
 
-    def __add__(self, other: "RDD") -> "RDD":
+    def __add__(self, other: RDD) -> RDD:
         return self.union(other)
 
-    def cartesian(self, other: "RDD") -> "RDD":
+    def cartesian(self, other: RDD) -> RDD:
         """All pairs ``(a, b)`` with ``a`` in this RDD and ``b`` in ``other``.
 
         >>> from dataflow import Context
@@ -278,7 +275,7 @@ class RDD(Actions, PairOps):
         """
         return CartesianRDD(self, other)
 
-    def zip(self, other: "RDD") -> "RDD":
+    def zip(self, other: RDD) -> RDD:
         """Pair the i-th elements of two RDDs with the same partitioning and partition sizes.
 
         >>> from dataflow import Context
@@ -290,7 +287,7 @@ class RDD(Actions, PairOps):
             raise ValueError("Can only zip with RDD which has the same number of partitions")
         return ZippedRDD(self, other)
 
-    def zipWithIndex(self) -> "RDD":
+    def zipWithIndex(self) -> RDD:
         """Pairs ``(x, index)``; runs a job to count partitions when there are several.
 
         >>> from dataflow import Context
@@ -305,7 +302,7 @@ class RDD(Actions, PairOps):
         return self.mapPartitionsWithIndex(
             lambda i, it: ((x, n) for n, x in enumerate(it, starts[i])))
 
-    def zipWithUniqueId(self) -> "RDD":
+    def zipWithUniqueId(self) -> RDD:
         """Pairs ``(x, id)`` with ids ``k, n+k, 2n+k, ...`` in partition ``k`` of ``n``.
 
         >>> from dataflow import Context
@@ -316,7 +313,7 @@ class RDD(Actions, PairOps):
         return self.mapPartitionsWithIndex(
             lambda k, it: ((x, i * n + k) for i, x in enumerate(it)))
 
-    def coalesce(self, numPartitions: int, shuffle: bool = False) -> "RDD":
+    def coalesce(self, numPartitions: int, shuffle: bool = False) -> RDD:
         """Fewer partitions by merging neighbours (or any number, with ``shuffle=True``).
 
         >>> from dataflow import Context
@@ -330,7 +327,7 @@ class RDD(Actions, PairOps):
         groups = [list(range(i * n // m, (i + 1) * n // m)) for i in range(m)]
         return CoalescedRDD(self, groups)
 
-    def sample(self, withReplacement: bool, fraction: float, seed: Optional[int] = None) -> "RDD":
+    def sample(self, withReplacement: bool, fraction: float, seed: int | None = None) -> RDD:
         """A random sample: each element kept with probability ``fraction`` (or Poisson counts).
 
         >>> from dataflow import Context
@@ -352,7 +349,7 @@ class RDD(Actions, PairOps):
 
         return MapPartitionsRDD(self, part, True)
 
-    def randomSplit(self, weights: list, seed: Optional[int] = None) -> list:
+    def randomSplit(self, weights: list, seed: int | None = None) -> list:
         """Split into RDDs whose sizes follow ``weights``; every element lands in exactly one.
 
         >>> from dataflow import Context
@@ -374,46 +371,17 @@ class RDD(Actions, PairOps):
                 return (x for x in it if lo <= rng.random() < hi)
             return part
 
-        return [MapPartitionsRDD(self, make(lo, hi), True) for lo, hi in zip(bounds, bounds[1:])]
+        return [MapPartitionsRDD(self, make(lo, hi), True) for lo, hi in pairwise(bounds)]
 
-    def pipe(self, command: str, env: Optional[dict] = None, checkCode: bool = False) -> "RDD":
+    def pipe(self, command: str, env: dict | None = None, checkCode: bool = False) -> RDD:
         """Feed each partition's elements, one per line, to a shell command; its output lines.
 
         >>> from dataflow import Context
         >>> Context("inline").parallelize(["b", "a"], 1).pipe("sort").collect()
         ['a', 'b']
         """
-        def part(it: Iterator) -> Iterator:
-            proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, env=env)
-
-            def feed() -> None:
-                try:
-                    for x in it:
-                        proc.stdin.write(str(x).encode("utf-8") + b"\n")  # type: ignore[union-attr]
-                except BrokenPipeError:  # the command stopped reading; its exit code tells
-                    pass
-                except BaseException as exc:  # upstream user code failed: re-raised below
-                    failed.append(exc)
-                finally:
-                    try:
-                        proc.stdin.close()  # type: ignore[union-attr]
-                    except BrokenPipeError:
-                        pass
-
-            failed: list = []
-            writer = threading.Thread(target=feed, daemon=True)
-            writer.start()
-            for line in proc.stdout:  # type: ignore[union-attr]
-                yield line.decode("utf-8").rstrip("\n")
-            writer.join()
-            code = proc.wait()
-            if failed:
-                raise failed[0]
-            if checkCode and code:
-                raise RuntimeError(f"Pipe function `{command}' exited with error code {code}")
-
-        return self.mapPartitions(part)
+        from .io import pipe_partition
+        return self.mapPartitions(pipe_partition(command, env, checkCode))
 
 
 class ParallelRDD(RDD):
@@ -500,7 +468,7 @@ class ZippedRDD(RDD):
 class ShuffledRDD(RDD):
     """The reduce side of a shuffle of ``parent`` (pairs) by ``spec.partitioner``."""
 
-    def __init__(self, parent: RDD, spec: Any, sort_key: Optional[Callable] = None,
+    def __init__(self, parent: RDD, spec: Any, sort_key: Callable | None = None,
                  ascending: bool = True) -> None:
         ctx = parent.ctx
         dep = ShuffleDependency(parent, spec.shuffle_id, spec)

@@ -23,9 +23,10 @@ import heapq
 import math
 import random
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from functools import reduce as _reduce
-from itertools import islice
-from typing import Any, Callable, Iterator, Optional
+from itertools import islice, pairwise
+from typing import Any
 
 
 class StatCounter:
@@ -40,7 +41,7 @@ class StatCounter:
         for v in values:
             self.merge(v)
 
-    def merge(self, value: Any) -> "StatCounter":
+    def merge(self, value: Any) -> StatCounter:
         delta = value - self.mu
         self.n += 1
         self.mu += delta / self.n
@@ -49,7 +50,7 @@ class StatCounter:
         self.minValue = min(self.minValue, value)
         return self
 
-    def mergeStats(self, other: "StatCounter") -> "StatCounter":
+    def mergeStats(self, other: StatCounter) -> StatCounter:
         if other.n == 0:
             return self
         if self.n == 0:
@@ -103,7 +104,7 @@ class Actions:
     ctx: Any
 
     def _per_partition(self, func: Callable[[Iterator], Any],
-                       partitions: Optional[list] = None) -> list:
+                       partitions: list | None = None) -> list:
         return self.ctx._run(self, lambda tc, it: func(it), partitions)
 
     def collect(self) -> list:
@@ -169,7 +170,7 @@ class Actions:
                                         max(1, int(1.5 * num * scanned / len(out)) - scanned))
             parts = list(range(scanned, min(total, scanned + n)))
             left = num - len(out)
-            for chunk in self._per_partition(lambda it: list(islice(it, left)), parts):
+            for chunk in self._per_partition(lambda it, left=left: list(islice(it, left)), parts):
                 out.extend(chunk)
             scanned += len(parts)
         return out[:num]
@@ -195,7 +196,7 @@ class Actions:
         """
         return self.getNumPartitions() == 0 or not self.take(1)  # type: ignore[attr-defined]
 
-    def takeOrdered(self, num: int, key: Optional[Callable] = None) -> list:
+    def takeOrdered(self, num: int, key: Callable | None = None) -> list:
         """The ``num`` smallest elements (by ``key``), ascending.
 
         >>> from dataflow import Context
@@ -205,12 +206,12 @@ class Actions:
         parts = self._per_partition(lambda it: heapq.nsmallest(num, it, key=key))
         return heapq.nsmallest(num, (x for p in parts for x in p), key=key)
 
-    def top(self, num: int, key: Optional[Callable] = None) -> list:
+    def top(self, num: int, key: Callable | None = None) -> list:
         """The ``num`` largest elements (by ``key``), descending."""
         parts = self._per_partition(lambda it: heapq.nlargest(num, it, key=key))
         return heapq.nlargest(num, (x for p in parts for x in p), key=key)
 
-    def takeSample(self, withReplacement: bool, num: int, seed: Optional[int] = None) -> list:
+    def takeSample(self, withReplacement: bool, num: int, seed: int | None = None) -> list:
         """A sample of exactly ``num`` elements (fewer if the RDD is smaller, without replacement).
 
         >>> from dataflow import Context
@@ -293,11 +294,11 @@ class Actions:
         """Sum of the elements."""
         return sum(self._per_partition(sum))
 
-    def max(self, key: Optional[Callable] = None) -> Any:
+    def max(self, key: Callable | None = None) -> Any:
         """Largest element (by ``key``)."""
         return self.reduce(max if key is None else (lambda a, b: max(a, b, key=key)))
 
-    def min(self, key: Optional[Callable] = None) -> Any:
+    def min(self, key: Callable | None = None) -> Any:
         """Smallest element (by ``key``)."""
         return self.reduce(min if key is None else (lambda a, b: min(a, b, key=key)))
 
@@ -345,7 +346,7 @@ class Actions:
             if buckets < 1:
                 raise ValueError("number of buckets must be >= 1")
 
-            def minmax(it: Iterator) -> Optional[tuple]:
+            def minmax(it: Iterator) -> tuple | None:
                 lo = hi = None
                 for x in it:
                     if isinstance(x, float) and math.isnan(x):
@@ -368,7 +369,7 @@ class Actions:
             edges = list(buckets)
             if len(edges) < 2:
                 raise ValueError("buckets should have more than one value")
-            if any(a >= b for a, b in zip(edges, edges[1:])):
+            if any(a >= b for a, b in pairwise(edges)):
                 raise ValueError("buckets should be sorted and not contain duplicates")
         nb = len(edges) - 1
 
@@ -406,7 +407,7 @@ class Actions:
         for p in range(self.getNumPartitions()):  # type: ignore[attr-defined]
             yield from self._per_partition(list, [p])[0]
 
-    def saveAsTextFile(self, path: str, compressionCodecClass: Optional[str] = None,
+    def saveAsTextFile(self, path: str, compressionCodecClass: str | None = None,
                        overwrite: bool = False) -> None:
         """Write ``str(x)`` lines, one ``part-NNNNN`` file per partition (``.gz`` if asked)."""
         from .io import save_as_text_file

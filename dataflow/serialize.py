@@ -1,8 +1,11 @@
 """Serialisation of closures, tasks and results.
 
-Plain :mod:`pickle` is tried first because it is fast and its output is small; when it
-cannot handle an object (lambdas, nested functions, interactively defined classes) the object
-is serialised with :mod:`dill`. A one-byte tag says which one wrote the bytes. RDDs and the
+The C :mod:`pickle` pickler runs first because it is fast and its output is small. Functions it
+could only refer to by a name that does not exist (lambdas, nested functions, functions of
+``__main__``) are handed to :mod:`dill` one by one, and their bytes can be cached across the
+tasks of a job, so a task costs one C-pickle pass. When anything else defeats pickle
+(interactively defined classes, say) the whole object goes through dill. A one-byte tag says
+which one wrote the bytes. RDDs and the
 Context refuse to be pickled (see :func:`refuse_pickling`), so a closure that captured one
 fails here with :class:`~dataflow.errors.ClosureCaptureError` instead of shipping the driver's
 state to an executor. Authenticating the bytes (HMAC) is left to the transport.
@@ -17,7 +20,9 @@ Examples
 """
 from __future__ import annotations
 
+import io
 import pickle
+from types import FunctionType
 from typing import Any, NoReturn
 
 import dill
@@ -29,7 +34,33 @@ _DILL = b"D"
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def dumps(obj: Any, what: str = "object") -> bytes:
+class _Pickler(pickle.Pickler):
+    """C pickler that sends functions without an importable name through dill."""
+
+    def __init__(self, file: Any, cache: dict) -> None:
+        super().__init__(file, protocol=PROTOCOL)
+        self.cache = cache
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is not FunctionType or not _needs_dill(obj):
+            return NotImplemented
+        hit = self.cache.get(id(obj))
+        if hit is None:
+            # keep ``obj`` alive beside its bytes so its id is not reused within the cache
+            hit = self.cache[id(obj)] = (obj, dill.dumps(obj, protocol=PROTOCOL, recurse=True))
+        return _load_function, (hit[1],)
+
+
+def _needs_dill(fn: FunctionType) -> bool:
+    qual = fn.__qualname__
+    return "<lambda>" in qual or "<locals>" in qual or fn.__module__ in ("__main__", None)
+
+
+def _load_function(blob: bytes) -> Any:
+    return dill.loads(blob)
+
+
+def dumps(obj: Any, what: str = "object", cache: dict | None = None) -> bytes:
     """Serialise ``obj`` with pickle, falling back to dill.
 
     Parameters
@@ -38,6 +69,9 @@ def dumps(obj: Any, what: str = "object") -> bytes:
         What to serialise.
     what : str
         Words naming ``obj`` in an error message (e.g. ``"the function given to map"``).
+    cache : dict, optional
+        Serialised functions by object id, shared by the calls that ship the same closures
+        (the tasks of one job).
 
     Raises
     ------
@@ -47,18 +81,21 @@ def dumps(obj: Any, what: str = "object") -> bytes:
         Neither pickle nor dill can serialise ``obj``.
     """
     try:
-        return _PICKLE + pickle.dumps(obj, protocol=PROTOCOL)
+        buf = io.BytesIO()
+        buf.write(_PICKLE)
+        _Pickler(buf, {} if cache is None else cache).dump(obj)
+        return buf.getvalue()
     except ClosureCaptureError:
         raise
     except RecursionError as exc:
         raise SerializationError(f"cannot serialise {what}: too deeply nested ({exc})") from None
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - anything pickle rejects goes to dill
         pass
     try:
         return _DILL + dill.dumps(obj, protocol=PROTOCOL, recurse=True)
     except ClosureCaptureError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - dill raises many types; all mean the same
         raise SerializationError(
             f"cannot serialise {what} ({_describe(obj)}): {type(exc).__name__}: {exc}"
         ) from None

@@ -26,13 +26,15 @@ Examples
 from __future__ import annotations
 
 import io
+import itertools
 import operator
 import os
 import pickle
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
+from typing import Any, BinaryIO
 
 import lz4.block
 import numpy as np
@@ -40,11 +42,11 @@ import numpy as np
 from _native import load as _load_kernel
 
 from .errors import FetchFailedError, NotPairError
-from .partitioner import HashPartitioner, Partitioner, partition_ids
+from .partitioner import HashPartitioner, Partitioner, partition_ids, partition_ids_any
 
 _kernels = _load_kernel("shuffle")
 
-FRAME_RECORDS = 4096
+FRAME_RECORDS = 1024
 COLUMN_CHUNK = 65536
 _OPS = {operator.add: "add", min: "min", max: "max"}
 _INT64_LIMIT = 2 ** 63
@@ -62,10 +64,10 @@ class Aggregator:
     create_combiner: Callable[[Any], Any]
     merge_value: Callable[[Any, Any], Any]
     merge_combiners: Callable[[Any, Any], Any]
-    op: Optional[str] = None
+    op: str | None = None
 
     @staticmethod
-    def for_reduce(func: Callable[[Any, Any], Any]) -> "Aggregator":
+    def for_reduce(func: Callable[[Any, Any], Any]) -> Aggregator:
         """The aggregator of ``reduceByKey(func)``."""
         try:
             op = _OPS.get(func)
@@ -76,6 +78,9 @@ class Aggregator:
 
 def _identity(x: Any) -> Any:
     return x
+
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class ShuffleWriteSpec:
 
     shuffle_id: int
     partitioner: Partitioner
-    aggregator: Optional[Aggregator] = None
+    aggregator: Aggregator | None = None
     map_side_combine: bool = True
 
 
@@ -147,7 +152,8 @@ class _BucketFiles:
     def write(self, bucket: int, frame: bytes) -> None:
         f = self.files.get(bucket)
         if f is None:
-            f = self.files[bucket] = open(os.path.join(self.dir, str(bucket)), "wb")
+            # kept open across writes, closed in close()
+            f = self.files[bucket] = open(os.path.join(self.dir, str(bucket)), "wb")  # noqa: SIM115
         f.write(frame)
         self.bytes_written += len(frame)
 
@@ -166,7 +172,7 @@ def _not_pair(record: Any, what: str) -> NotPairError:
                         f"{type(record).__name__}: {record!r:.80}")
 
 
-def _columns(chunk: list, op: Optional[str]) -> Optional[tuple[np.ndarray, np.ndarray]]:
+def _columns(chunk: list, op: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     """Columns for a chunk of plain (int, int|float) pairs, or None if it does not fit."""
     try:  # list comprehensions: far cheaper than zip(*chunk) on long chunks
         ks = [k for k, _ in chunk]
@@ -235,11 +241,12 @@ def _flush_columns(keys: np.ndarray, vals: np.ndarray, n: int, out: _BucketFiles
 
 
 def _write_columnar(it: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
-                    budget: int) -> Optional[Iterator]:
+                    budget: int) -> Iterator | None:
     """Combine column chunks; return the rest of the records if they stop fitting, else None."""
     acc_k: list[np.ndarray] = []
     acc_v: list[np.ndarray] = []
     acc_n = 0
+    compacted = 0  # size after the last compaction: compact again only once it doubled
     bound = 0
     while True:
         chunk = list(islice(it, COLUMN_CHUNK))
@@ -261,12 +268,13 @@ def _write_columnar(it: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
         acc_k.append(k)
         acc_v.append(v)
         acc_n += len(k)
-        if acc_n > COLUMN_CHUNK and len(acc_k) > 1:
+        if acc_n > max(COLUMN_CHUNK, 2 * compacted) and len(acc_k) > 1:
             k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
             acc_k, acc_v, acc_n = [k], [v], len(k)
+            compacted = acc_n
             if acc_n * 16 > budget:  # no room to combine further: write partial combiners
                 _flush_columns(k, v, n, out)
-                acc_k, acc_v, acc_n = [], [], 0
+                acc_k, acc_v, acc_n, compacted = [], [], 0, 0
     if acc_k:
         k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
         _flush_columns(k, v, n, out)
@@ -274,8 +282,7 @@ def _write_columnar(it: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
+    return itertools.chain(first, rest)  # C-level: no Python frame per record
 
 
 def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _BucketFiles,
@@ -283,22 +290,28 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
     from .spill import estimate_entry_size
     combined: dict = {}
     create, merge = agg.create_combiner, agg.merge_value
-    entry = 0.0
-    count = 0
+    missing = _MISSING
     record: Any = None
     try:
-        for record in it:
-            k, v = record
-            if k in combined:
-                combined[k] = merge(combined[k], v)
+        while True:
+            chunk = list(islice(it, 1024))
+            if not chunk:
+                break
+            get = combined.get
+            if create is _identity:  # reduceByKey: skip a call per new key
+                for record in chunk:
+                    k, v = record
+                    c = get(k, missing)
+                    combined[k] = v if c is missing else merge(c, v)
             else:
-                combined[k] = create(v)
-            count += 1
-            if count & 1023 == 0:
-                entry = estimate_entry_size(list(islice(combined.items(), 32)))
-                if len(combined) * entry > budget:  # emit partial combiners, keep memory bounded
-                    _write_records(combined.items(), part, out)
-                    combined = {}
+                for record in chunk:
+                    k, v = record
+                    c = get(k, missing)
+                    combined[k] = create(v) if c is missing else merge(c, v)
+            entry = estimate_entry_size(list(islice(combined.items(), 32)))
+            if len(combined) * entry > budget:  # emit partial combiners, keep memory bounded
+                _write_records(combined.items(), part, out)
+                combined = {}
     except (TypeError, ValueError):
         if not (isinstance(record, (tuple, list)) and len(record) == 2):
             raise _not_pair(record, "a by-key operation") from None
@@ -307,24 +320,33 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
 
 
 def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> None:
+    """Write pairs to their buckets; ids come from the batch kernel for the portable hash."""
+    portable = isinstance(part, HashPartitioner) and part.is_portable
+    it = iter(items)
     bufs: dict[int, list] = {}
-    for kv in items:
-        k, _v = kv
-        b = part(k)
-        buf = bufs.get(b)
-        if buf is None:
-            buf = bufs[b] = []
-        buf.append(kv)
-        if len(buf) >= FRAME_RECORDS:
-            out.write(b, encode_frame(buf))
-            bufs[b] = []
+    while True:
+        chunk = list(islice(it, 4 * FRAME_RECORDS))
+        if not chunk:
+            break
+        keys = [k for k, _v in chunk]  # also rejects records that are not pairs
+        if portable:
+            pids = partition_ids_any(keys, part.num_partitions)
+        else:
+            pids = [part(k) for k in keys]
+        for b, kv in zip(pids, chunk):
+            buf = bufs.get(b)
+            if buf is None:
+                buf = bufs[b] = []
+            buf.append(kv)
+            if len(buf) >= FRAME_RECORDS:
+                out.write(b, encode_frame(buf))
+                bufs[b] = []
     for b, buf in bufs.items():
         if buf:
             out.write(b, encode_frame(buf))
 
 
 def _write_plain(it: Iterator, part: Partitioner, out: _BucketFiles, budget: int) -> None:
-    record: Any = None
     try:
         while True:
             chunk = list(islice(it, FRAME_RECORDS * 4))
@@ -332,9 +354,9 @@ def _write_plain(it: Iterator, part: Partitioner, out: _BucketFiles, budget: int
                 break
             _write_records(chunk, part, out)
     except (TypeError, ValueError):
-        bad = next((r for r in chunk if not (isinstance(r, (tuple, list)) and len(r) == 2)), None)
-        if bad is not None:
-            raise _not_pair(bad, "a by-key operation") from None
+        bad = [r for r in chunk if not (isinstance(r, (tuple, list)) and len(r) == 2)]
+        if bad:
+            raise _not_pair(bad[0], "a by-key operation") from None
         raise
 
 
@@ -376,7 +398,9 @@ class ShuffleReader:
             f = self.fetcher.open(status, reduce_id)
             try:
                 yield from decode_frames(f)
-            except (OSError, ValueError, RuntimeError, EOFError) as exc:
+            except FetchFailedError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - lz4/pickle errors on bad bytes: recompute
                 raise FetchFailedError(status.shuffle_id, status.map_id, reduce_id,
                                        status.location, f"corrupt block: {exc}") from None
             finally:

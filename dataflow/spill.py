@@ -31,8 +31,9 @@ import heapq
 import os
 import pickle
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby, islice
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import lz4.block
 import numpy as np
@@ -43,6 +44,10 @@ _kernels = _load_kernel("shuffle")
 
 #: Records per batch in a run file.
 RUN_BATCH = 2048
+#: Target in-memory bytes of one run batch.
+RUN_BYTES = 32 * 1024
+#: Runs merged into one when this many exist (bounds the final merge's memory).
+MAX_RUNS = 32
 #: How often (in inserts) the size estimate is checked.
 CHECK_EVERY = 512
 _INT64_LIMIT = 2 ** 63
@@ -55,11 +60,11 @@ def estimate_entry_size(sample: list) -> float:
     return 3.0 * len(pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL)) / len(sample) + 64.0
 
 
-def _write_run(path: str, items: Iterable) -> None:
+def _write_run(path: str, items: Iterable, batch_records: int = RUN_BATCH) -> None:
     with open(path, "wb") as f:
         it = iter(items)
         while True:
-            batch = list(islice(it, RUN_BATCH))
+            batch = list(islice(it, batch_records))
             if not batch:
                 break
             blob = lz4.block.compress(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
@@ -106,10 +111,22 @@ class _Spiller:
         os.makedirs(self.spill_dir, exist_ok=True)
         fd, path = tempfile.mkstemp(prefix="run-", suffix=".spill", dir=self.spill_dir)
         os.close(fd)
-        _write_run(path, items)
+        # the merge holds one batch per run: keep batches near RUN_BYTES so memory stays bounded
+        batch = max(16, min(RUN_BATCH, int(RUN_BYTES / max(self._entry_size, 1.0))))
+        _write_run(path, items, batch)
         self.runs.append(path)
         self.spill_files += 1
         self.spilled_records += count
+        if len(self.runs) >= MAX_RUNS:
+            # merge the runs into one so the final merge never holds more than MAX_RUNS batches
+            runs, self.runs = self.runs, []
+            fd, merged = tempfile.mkstemp(prefix="run-", suffix=".spill", dir=self.spill_dir)
+            os.close(fd)
+            _write_run(merged, self._merge([_read_run(p) for p in runs]), batch)
+            self.runs.append(merged)
+
+    def _merge(self, streams: list) -> Iterator:
+        raise NotImplementedError
 
 
 class ExternalAggregator(_Spiller):
@@ -146,7 +163,7 @@ class ExternalAggregator(_Spiller):
         self._col_len += len(keys)
         if self._col_len * 16 > self.budget:
             self._compact()
-            if self._col_len * 16 > self.budget:
+            if self._col_len * 32 > self.budget:  # would re-compact at once: go to the dict
                 self._to_dict()
 
     def _compact(self) -> None:
@@ -182,7 +199,7 @@ class ExternalAggregator(_Spiller):
                 m[k] = merge(m[k], v)
             else:
                 m[k] = create(v)
-            if self._over_budget(len(m), lambda: list(islice(m.items(), 32))):
+            if self._over_budget(len(m), lambda m=m: list(islice(m.items(), 32))):
                 self._spill()
                 m = self.map
 
@@ -207,6 +224,10 @@ class ExternalAggregator(_Spiller):
         self.map = {}
         streams = [_read_run(p) for p in self.runs] + [iter(mem)]
         self.runs = []
+        yield from self._merge(streams)
+
+    def _merge(self, streams: list) -> Iterator:
+        """Merge hash-sorted streams, combining equal keys; output is hash-sorted too."""
         merge = self.agg.merge_combiners
         for _, group in groupby(heapq.merge(*streams, key=lambda kv: hash(kv[0])),
                                 key=lambda kv: hash(kv[0])):
@@ -246,7 +267,7 @@ class ExternalSorter(_Spiller):
         buf = self.buf
         for r in records:
             buf.append(r)
-            if self._over_budget(len(buf), lambda: buf[-16:]):
+            if self._over_budget(len(buf), lambda buf=buf: buf[-16:]):
                 self._new_run(self._sorted(buf), len(buf))
                 buf = self.buf = []
 
@@ -259,7 +280,10 @@ class ExternalSorter(_Spiller):
             return
         streams = [_read_run(p) for p in self.runs] + [iter(mem)]
         self.runs = []
-        yield from heapq.merge(*streams, key=self._sortkey(), reverse=not self.ascending)
+        yield from self._merge(streams)
+
+    def _merge(self, streams: list) -> Iterator:
+        return heapq.merge(*streams, key=self._sortkey(), reverse=not self.ascending)
 
 
 def identity(x: Any) -> Any:

@@ -18,7 +18,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .tasks import ResultSpec, TaskBody
 
@@ -46,8 +46,8 @@ class Stage:
     id: int
     rdd: Any
     num_tasks: int
-    parents: list["Stage"] = field(default_factory=list)
-    shuffle_dep: Optional[ShuffleDependency] = None
+    parents: list[Stage] = field(default_factory=list)
+    shuffle_dep: ShuffleDependency | None = None
     attempt: int = 0
 
     @property
@@ -55,7 +55,7 @@ class Stage:
         return self.shuffle_dep is not None
 
     @property
-    def shuffle_id(self) -> Optional[int]:
+    def shuffle_id(self) -> int | None:
         return self.shuffle_dep.shuffle_id if self.shuffle_dep else None
 
     def __repr__(self) -> str:
@@ -104,7 +104,7 @@ class StageGraph:
         return st
 
 
-def task_body(stage: Stage, partition: int, map_outputs: dict, result: Optional[ResultSpec],
+def task_body(stage: Stage, partition: int, map_outputs: dict, result: ResultSpec | None,
               node_cache: dict) -> TaskBody:
     """The body of the task computing ``partition`` of ``stage``, with an unpruned-plan cache."""
     node = node_cache.get(stage.id)
@@ -115,6 +115,30 @@ def task_body(stage: Stage, partition: int, map_outputs: dict, result: Optional[
         needed[sid] = list(map_outputs[sid])
     output = stage.shuffle_dep.spec if stage.is_map else result
     return TaskBody(node.prune(partition), partition, output, needed)
+
+
+def stage_inputs(stage: Stage) -> tuple[list[int], list[int]]:
+    """Cached RDD ids whose partition ``p`` task ``p`` reads, and the shuffles it reads.
+
+    Only one-to-one narrow chains keep partition numbers, so the walk stops at unions,
+    coalesces, cartesian products and zips.
+    """
+    cached: list[int] = []
+    shuffles: list[int] = []
+    r = stage.rdd
+    while r is not None:
+        if r.is_cached:
+            cached.append(r.id())
+        deps = r._deps()
+        if len(deps) != 1:
+            break
+        if isinstance(deps[0], ShuffleDependency):
+            shuffles.append(deps[0].shuffle_id)
+            break
+        parent = deps[0].rdd
+        r = parent if parent.getNumPartitions() == r.getNumPartitions() and \
+            type(r).__name__ == "MapPartitionsRDD" else None
+    return cached, shuffles
 
 
 def _shuffles_read(node: Any) -> list[int]:

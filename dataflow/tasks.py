@@ -28,13 +28,20 @@ import os
 import pickle
 import threading
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from .errors import FetchFailedError, SerializationError
 from .serialize import dumps, loads
-from .shuffle import (LocalBlockFetcher, MapStatus, ShuffleReader, ShuffleWriteSpec,
-                      BlockFetcher, write_map_output)
+from .shuffle import (
+    BlockFetcher,
+    LocalBlockFetcher,
+    MapStatus,
+    ShuffleReader,
+    ShuffleWriteSpec,
+    write_map_output,
+)
 
 DEFAULT_MEMORY = 256 * 1024 * 1024
 _local = threading.local()
@@ -70,12 +77,15 @@ class Task:
     kind: str  # "result" or "map"
     payload: bytes
     speculative: bool = False
+    #: Executor ids where the task's input already is (cached partitions, map outputs), best
+    #: first; a hint for delay scheduling, never a requirement.
+    preferred_locations: tuple = ()
 
     def to_bytes(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def from_bytes(data: bytes) -> "Task":
+    def from_bytes(data: bytes) -> Task:
         return pickle.loads(data)
 
 
@@ -85,15 +95,17 @@ class TaskResult:
 
     task_id: int
     ok: bool
-    value_bytes: Optional[bytes] = None
-    map_status: Optional[MapStatus] = None
+    value_bytes: bytes | None = None
+    map_status: MapStatus | None = None
     error_type: str = ""
     error_message: str = ""
     error_traceback: str = ""
-    fetch_failure: Optional[FetchFailedError] = None
+    fetch_failure: FetchFailedError | None = None
     accumulators: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     executor_id: str = ""
+    #: ``(rdd_id, partition)`` blocks this task put in its executor's cache.
+    cached: list = field(default_factory=list)
 
     def value(self) -> Any:
         return loads(self.value_bytes) if self.value_bytes is not None else None
@@ -102,7 +114,7 @@ class TaskResult:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def from_bytes(data: bytes) -> "TaskResult":
+    def from_bytes(data: bytes) -> TaskResult:
         return pickle.loads(data)
 
 
@@ -125,8 +137,8 @@ class ExecutorEnv:
     """Per-executor state: work directory, shuffle fetcher, partition cache, broadcasts."""
 
     def __init__(self, executor_id: str, work_dir: str, memory_budget: int = DEFAULT_MEMORY,
-                 fetcher: Optional[BlockFetcher] = None,
-                 broadcast_loader: Optional[Callable[[int], Any]] = None) -> None:
+                 fetcher: BlockFetcher | None = None,
+                 broadcast_loader: Callable[[int], Any] | None = None) -> None:
         self.executor_id = executor_id
         self.work_dir = work_dir
         self.shuffle_root = os.path.join(work_dir, "shuffle")
@@ -152,6 +164,7 @@ class TaskContext:
         self.env = env
         self.map_outputs = map_outputs
         self.accumulators: dict[int, Any] = {}
+        self.cached_blocks: list[tuple[int, int]] = []
         self.metrics: dict[str, int] = {"spill_files": 0, "spilled_records": 0,
                                         "shuffle_bytes_written": 0, "cache_hits": 0}
 
@@ -168,7 +181,7 @@ class TaskContext:
         return self.task.task_id
 
     @staticmethod
-    def get() -> Optional["TaskContext"]:
+    def get() -> TaskContext | None:
         """The context of the task running in this thread, or None on the driver."""
         return getattr(_local, "tc", None)
 
@@ -182,10 +195,11 @@ class TaskContext:
         data = list(compute())
         with self.env.lock:
             self.env.cache[key] = data
+        self.cached_blocks.append(key)
         return iter(data)
 
     def read_shuffle(self, node: Any, split: int) -> Iterator:
-        from .spill import ExternalAggregator, ExternalSorter
+        from .spill import ExternalAggregator
         statuses = self.map_outputs[node.shuffle_id]
         reader = self.env.reader
         if node.aggregator is not None:
@@ -226,7 +240,7 @@ class TaskContext:
 def run_task(data: bytes, env: ExecutorEnv) -> bytes:
     """Run one serialised :class:`Task` and return the serialised :class:`TaskResult`."""
     task = Task.from_bytes(data)
-    tc: Optional[TaskContext] = None
+    tc: TaskContext | None = None
     try:
         tc = TaskContext(task, env, {})
         _local.tc = tc  # set first: unpickling accumulators registers them with the task
@@ -245,6 +259,7 @@ def run_task(data: bytes, env: ExecutorEnv) -> bytes:
                                 value_bytes=dumps(value, "the result of a task"))
         result.accumulators = {aid: acc._value for aid, acc in tc.accumulators.items()}
         result.metrics = tc.metrics
+        result.cached = tc.cached_blocks
     except FetchFailedError as exc:
         result = TaskResult(task.task_id, False, error_type="FetchFailedError",
                             error_message=str(exc), error_traceback=traceback.format_exc(),
@@ -259,7 +274,7 @@ def run_task(data: bytes, env: ExecutorEnv) -> bytes:
     result.executor_id = env.executor_id
     try:
         return result.to_bytes()
-    except Exception as exc:  # pragma: no cover - TaskResult holds only plain data
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - TaskResult is plain data
         raise SerializationError(f"cannot serialise task result: {exc}") from None
 
 
@@ -267,7 +282,11 @@ class TaskBackend:
     """Runs tasks for the driver. A substrate backend implements the same five methods.
 
     The driver calls :meth:`launch` and :meth:`kill` as the DAG scheduler asks, and
-    :meth:`poll` to wait for :class:`TaskEnded` / :class:`ExecutorLost` events.
+    :meth:`poll` to wait for :class:`TaskEnded` / :class:`ExecutorLost` events. A launched task
+    must eventually be reported exactly once by ``poll`` (as a failure if its executor died),
+    unless it was killed. Executors run :func:`run_task` on ``Task.to_bytes()`` and send back
+    the bytes it returns; map outputs are served to other executors through a
+    :class:`~dataflow.shuffle.BlockFetcher` keyed by ``MapStatus.location``.
     """
 
     default_parallelism: int = 1
@@ -278,11 +297,19 @@ class TaskBackend:
     def kill(self, task_id: int) -> None:
         raise NotImplementedError
 
-    def poll(self, timeout: Optional[float] = None) -> list:
+    def poll(self, timeout: float | None = None) -> list:
         raise NotImplementedError
+
+    def has_pending(self) -> bool:
+        """True while some launched task has not been reported by :meth:`poll` yet."""
+        return True
 
     def unpersist(self, rdd_id: int) -> None:
         """Drop cached partitions of ``rdd_id`` on every executor."""
+        raise NotImplementedError
+
+    def drop_broadcast(self, broadcast_id: int) -> None:
+        """Forget executor copies of a broadcast value."""
         raise NotImplementedError
 
     def stop(self) -> None:

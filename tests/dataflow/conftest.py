@@ -28,3 +28,9 @@ def small_ctx(master: str):
     """A context whose shuffles must spill: a 32 KiB merge budget."""
     with Context(master, memory_budget=32 * 1024) as c:
         yield c
+
+
+def inline_only(ctx: Context) -> None:
+    """Skip a test that reaches into the inline backend's internals on other masters."""
+    if ctx.master != "inline":
+        pytest.skip("inspects the inline backend's executor state")

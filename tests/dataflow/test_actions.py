@@ -6,9 +6,10 @@ import statistics
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=25, deadline=None,
+SETTINGS = settings(max_examples=15, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 ints = st.lists(st.integers(-1000, 1000), max_size=60)
 nonempty = st.lists(st.integers(-1000, 1000), min_size=1, max_size=60)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dataflow import Context
 
-SETTINGS = settings(max_examples=25, deadline=None,
+SETTINGS = settings(max_examples=15, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 ints = st.lists(st.integers(-1000, 1000), max_size=60)
 nparts = st.integers(1, 5)
@@ -202,3 +203,26 @@ def test_context_reuse_after_stop_is_refused():
     c.stop()
     with pytest.raises(ContextStoppedError):
         rdd.collect()
+
+
+def test_context_misc(ctx):
+    from dataflow import TaskContext
+    ctx.setLogLevel("ERROR")
+    ctx.setLogLevel("warn")
+    with pytest.raises(ValueError):
+        ctx.setLogLevel("LOUD")
+    assert "inline" in ctx._repr_html_() and "inline" in repr(ctx)
+    assert ctx.defaultMinPartitions >= 1 and ctx.applicationId
+    seen = ctx.parallelize(range(4), 2).mapPartitions(
+        lambda it: [(TaskContext.get().partitionId(), TaskContext.get().stageId() >= 0,
+                     TaskContext.get().attemptNumber(), TaskContext.get().taskAttemptId() >= 0)]
+    ).collect()
+    assert seen == [(0, True, 0, True), (1, True, 0, True)]
+    assert TaskContext.get() is None
+    other = Context("inline")
+    try:
+        from dataflow import DataflowError
+        with pytest.raises(DataflowError, match="another Context"):
+            other.runJob(ctx.parallelize([1]), list)
+    finally:
+        other.stop()
