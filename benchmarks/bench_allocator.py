@@ -50,18 +50,20 @@ def build(agents: int, frameworks: int, roles: int) -> tuple[Allocator, FakeCloc
     return alloc, clock
 
 
-def timed(fn):  # type: ignore[no-untyped-def]
+def timed(fn, cpu: list[float]):  # type: ignore[no-untyped-def]
+    """Wall seconds of ``fn()`` (and its CPU seconds appended to ``cpu``), and its result."""
     gc.collect()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = fn()
+    cpu.append(time.process_time() - start_cpu)
     return time.perf_counter() - start, result
 
 
 def run_size(agents: int, frameworks: int, roles: int, runs: int) -> dict[str, float]:
-    full, steady, recover = [], [], []
+    full, steady, recover, full_cpu, steady_cpu = [], [], [], [], []
     for run in range(runs):
         alloc, clock = build(agents, frameworks, roles)
-        seconds, offers = timed(alloc.allocate)
+        seconds, offers = timed(alloc.allocate, full_cpu)
         if len(offers) != agents:
             raise SystemExit(f"full cycle allocated {len(offers)} of {agents} agents")
         full.append(seconds)
@@ -72,14 +74,15 @@ def run_size(agents: int, frameworks: int, roles: int, runs: int) -> dict[str, f
         for fid, aid, res in declined:
             alloc.recover(fid, aid, res, refuse_seconds=alloc.default_refuse_seconds)
         recover.append((time.perf_counter() - start) / len(declined))
-        seconds, again = timed(alloc.allocate)
+        seconds, again = timed(alloc.allocate, steady_cpu)
         if len(again) != len(declined):
             raise SystemExit(f"steady cycle allocated {len(again)} of {len(declined)} agents")
         if any(fid == old for (fid, _, _), (old, _, _) in zip(again, declined)):
             raise SystemExit("a declined agent went back to the framework that filtered it")
         steady.append(seconds)
-    return {"full": statistics.median(full), "steady": statistics.median(steady),
-            "recover_us": statistics.median(recover) * 1e6}
+    median = statistics.median
+    return {"full": median(full), "steady": median(steady), "full_cpu": median(full_cpu),
+            "steady_cpu": median(steady_cpu), "recover_us": median(recover) * 1e6}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,18 +96,19 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"os.cpu_count()={os.cpu_count()}, Python {platform.python_version()}")
+          f"os.cpu_count()={os.cpu_count()}, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"agents: {AGENT}; {args.roles} roles; median of {args.runs} runs\n")
-    print("| agents | frameworks | full cycle (s) | Mesos 1.8 (s) | speed-up | "
-          "steady cycle, 10% declined (s) | recover (µs/call) |")
+    print("| agents | frameworks | full cycle, wall (CPU) s | Mesos 1.8 s | speed-up | "
+          "steady cycle, 10% declined, wall (CPU) s | recover µs/call |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for agents, frameworks in sizes:
         r = run_size(agents, frameworks, args.roles, args.runs)
         mesos = MESOS_1_8.get((agents, frameworks))
         ratio = f"{mesos / r['full']:.1f}×" if mesos else "—"
-        print(f"| {agents:,} | {frameworks:,} | {r['full']:.3f} | "
-              f"{mesos if mesos else '—'} | {ratio} | {r['steady']:.4f} | {r['recover_us']:.1f} |",
-              flush=True)
+        print(f"| {agents:,} | {frameworks:,} | {r['full']:.3f} ({r['full_cpu']:.3f}) | "
+              f"{mesos if mesos else '—'} | {ratio} | {r['steady']:.4f} ({r['steady_cpu']:.4f}) "
+              f"| {r['recover_us']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

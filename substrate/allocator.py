@@ -9,8 +9,8 @@ injected clock, so tests drive it with a fake one.
 
 It leaves to the master: offers and their ids, rescinding and offer timeouts, tasks and their
 states, deciding *when* to allocate (after events, and at :meth:`Allocator.next_wakeup`),
-persisting weights and quota, and the wire. It leaves DRF arithmetic and the incremental
-sorters to :mod:`substrate.drf`.
+persisting weights and quota, and the wire. It leaves DRF arithmetic, the incremental
+sorters and the plain records it keeps per role, framework and agent to :mod:`substrate.drf`.
 
 Semantics (Mesos's hierarchical allocator, simplified where documented):
 
@@ -45,67 +45,32 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from substrate.drf import (
-    DIMS, ZERO, Sorter, Vec, add_into, dominant_share, inverse, sub_into, vec_of,
+    DIMS,
+    ZERO,
+    AgentRecord,
+    FrameworkRecord,
+    RoleRecord,
+    Sorter,
+    Vec,
+    add_into,
+    dominant_share,
+    inverse,
+    sub_into,
+    vec_of,
 )
 from substrate.errors import InvalidRequest
 from substrate.resources import EMPTY, EPSILON, Resources
 
-__all__ = ["Allocator", "DEFAULT_ROLE"]
+__all__ = ["DEFAULT_ROLE", "Allocator"]
 
 #: The role of a framework that names none.
 DEFAULT_ROLE = "*"
 
-
-class _Role:
-    __slots__ = ("id", "weight", "vec", "key", "sorter", "keys", "limit", "quota",
-                 "quota_blocked", "frameworks", "pairs")
-
-    def __init__(self, role: str) -> None:
-        self.id = role
-        self.weight = 1.0
-        self.vec = [0.0] * DIMS            # everything allocated to its frameworks
-        self.key: tuple | None = None      # set while in the role sorter
-        self.sorter = Sorter()             # its active, unsuppressed frameworks
-        self.keys = self.sorter.keys       # the sorter's list, for the hot loop
-        self.quota: Resources | None = None
-        self.limit: tuple[float, ...] | None = None  # per scalar, inf where unlimited
-        self.quota_blocked = False         # an agent was skipped for lack of headroom
-        self.frameworks = 0
-        self.pairs = 0                     # (framework, agent) allocations held
-
-
-class _Framework:
-    __slots__ = ("id", "role", "weight", "vec", "key", "active", "suppressed", "filters", "on")
-
-    def __init__(self, framework_id: str, role: _Role, weight: float) -> None:
-        self.id = framework_id
-        self.role = role
-        self.weight = weight
-        self.vec = [0.0] * DIMS
-        self.key: tuple | None = None      # set while in its role's sorter
-        self.active = True
-        self.suppressed = False
-        self.filters: dict[str, float] = {}   # agent id -> expiry
-        self.on: dict[str, Resources] = {}    # agent id -> allocated there
-
-
-class _Agent:
-    __slots__ = ("id", "total", "total_vec", "free", "free_vec", "active", "need", "alloc",
-                 "filtered_by")
-
-    def __init__(self, agent_id: str, total: Resources, need: tuple) -> None:
-        self.id = agent_id
-        self.total = total
-        self.total_vec = vec_of(total)
-        self.free = total
-        self.free_vec = self.total_vec
-        self.active = True
-        self.need = need                      # ((dimension, minimum), ...) to be offered
-        self.alloc: dict[str, Resources] = {}  # framework id -> allocated here
-        self.filtered_by: set[str] = set()
+#: Mesos's default minimum: free pools smaller than this are not offered.
+DEFAULT_MIN_ALLOCATABLE = Resources(cpus=0.01, mem=32)
 
 
 def _check_id(value: object, what: str) -> str:
@@ -122,6 +87,16 @@ def _check_weight(weight: object) -> float:
     if isinstance(weight, bool) or not math.isfinite(value) or value <= 0:
         raise InvalidRequest(f"weight must be finite and positive, got {weight!r}")
     return value
+
+
+def _check_seconds(value: object, what: str) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{what} must be a number, got {value!r}") from None
+    if math.isnan(seconds) or seconds < 0:
+        raise InvalidRequest(f"{what} must be >= 0, got {value!r}")
+    return seconds
 
 
 def _check_resources(value: object, what: str) -> Resources:
@@ -159,21 +134,21 @@ class Allocator:
     """
 
     def __init__(self, clock: Callable[[], float], *,
-                 min_allocatable: Resources = Resources(cpus=0.01, mem=32),
+                 min_allocatable: Resources = DEFAULT_MIN_ALLOCATABLE,
                  default_refuse_seconds: float = 5.0) -> None:
         if not callable(clock):
             raise InvalidRequest("clock must be callable")
         _check_resources(min_allocatable, "min_allocatable")
-        refuse = float(default_refuse_seconds)
-        if not math.isfinite(refuse) or refuse < 0:
-            raise InvalidRequest(f"default_refuse_seconds must be finite and >= 0, got {refuse}")
+        refuse = _check_seconds(default_refuse_seconds, "default_refuse_seconds")
+        if math.isinf(refuse):
+            raise InvalidRequest("default_refuse_seconds must be finite")
         self.min_allocatable = min_allocatable
         self.default_refuse_seconds = refuse
         self._clock = clock
         self._min = vec_of(min_allocatable)[:4]
-        self._roles: dict[str, _Role] = {}
-        self._frameworks: dict[str, _Framework] = {}
-        self._agents: dict[str, _Agent] = {}
+        self._roles: dict[str, RoleRecord] = {}
+        self._frameworks: dict[str, FrameworkRecord] = {}
+        self._agents: dict[str, AgentRecord] = {}
         self._role_sorter = Sorter()          # roles with at least one offerable framework
         self._total = [0.0] * DIMS            # of active agents
         self._active_agents = 0
@@ -205,7 +180,7 @@ class Allocator:
         if framework_id in self._frameworks:
             raise InvalidRequest(f"framework {framework_id!r} already exists")
         r = self._role(role)
-        fw = _Framework(framework_id, r, weight)
+        fw = FrameworkRecord(framework_id, r, weight)
         fw.suppressed = bool(suppressed)
         self._frameworks[framework_id] = fw
         r.frameworks += 1
@@ -244,9 +219,7 @@ class Allocator:
         >>> a.deactivate_framework("f1"); a.allocate()
         []
         """
-        fw = self._framework(framework_id)
-        fw.active = False
-        self._sync(fw)
+        self._set_flag(framework_id, "active", False)
 
     def activate_framework(self, framework_id: str) -> None:
         """Offer to a framework again after :meth:`deactivate_framework`.
@@ -259,9 +232,7 @@ class Allocator:
         >>> [(f, ag, str(r)) for f, ag, r in a.allocate()]
         [('f1', 'a1', 'Resources(cpus=1, mem=64)')]
         """
-        fw = self._framework(framework_id)
-        fw.active = True
-        self._sync(fw)
+        self._set_flag(framework_id, "active", True)
 
     def suppress(self, framework_id: str) -> None:
         """No offers to the framework until :meth:`revive`; it keeps its allocation and filters.
@@ -273,9 +244,7 @@ class Allocator:
         >>> a.suppress("f1"); a.allocate()
         []
         """
-        fw = self._framework(framework_id)
-        fw.suppressed = True
-        self._sync(fw)
+        self._set_flag(framework_id, "suppressed", True)
 
     def revive(self, framework_id: str) -> None:
         """Clear the framework's filters and un-suppress it.
@@ -306,11 +275,10 @@ class Allocator:
         Examples
         --------
         >>> a = Allocator(clock=lambda: 0.0)
-        >>> a.set_weight("prod", 3.0)
-        >>> a.set_weight("prod", -1)
-        Traceback (most recent call last):
-        ...
-        substrate.errors.InvalidRequest: weight must be finite and positive, got -1
+        >>> a.set_weight("prod", 3.0); a.add_framework("p", "prod"); a.add_framework("d", "dev")
+        >>> for i in range(4): a.add_agent(f"a{i}", Resources(cpus=1, mem=64))
+        >>> sorted(f for f, _, _ in a.allocate())
+        ['d', 'p', 'p', 'p']
         """
         _check_id(role, "role")
         weight = _check_weight(weight)
@@ -341,7 +309,7 @@ class Allocator:
     # --------------------------------------------------------------------- agents
 
     def add_agent(self, agent_id: str, total: Resources,
-                  used: Mapping[str, Resources] = {}) -> None:  # noqa: B006 (read only)
+                  used: Mapping[str, Resources] = {}) -> None:
         """Add an active agent; ``used`` maps framework ids to what they already hold there.
 
         Examples
@@ -356,6 +324,8 @@ class Allocator:
         _check_resources(total, "total")
         if agent_id in self._agents:
             raise InvalidRequest(f"agent {agent_id!r} already exists")
+        if not isinstance(used, Mapping):
+            raise InvalidRequest(f"used must map framework ids to Resources, got {used!r}")
         in_use = EMPTY
         for fid, res in used.items():
             self._framework(fid)
@@ -364,7 +334,7 @@ class Allocator:
             raise InvalidRequest(f"agent {agent_id!r}: used {in_use} exceeds total {total}")
         need = tuple((i, m) for i, m in enumerate(self._min)
                      if m > 0 and total.scalars()[i] > EPSILON)
-        ag = _Agent(agent_id, total, need)
+        ag = AgentRecord(agent_id, total, need)
         self._agents[agent_id] = ag
         self._add_total(ag.total_vec)
         if used:
@@ -464,7 +434,7 @@ class Allocator:
         grant = self._grant
         for aid in todo:
             ag = agents[aid]
-            taken: set[_Framework] | None = None
+            taken: set[FrameworkRecord] | None = None
             while True:
                 pick = None
                 for rk in role_keys:
@@ -536,13 +506,7 @@ class Allocator:
         fw = self._framework(framework_id)
         ag = self._agent(agent_id)
         _check_resources(resources, "resources")
-        if refuse_seconds is not None:
-            try:
-                refuse = float(refuse_seconds)
-            except (TypeError, ValueError):
-                raise InvalidRequest(f"refuse_seconds must be a number, got {refuse_seconds!r}") from None
-            if math.isnan(refuse) or refuse < 0:
-                raise InvalidRequest(f"refuse_seconds must be >= 0, got {refuse_seconds!r}")
+        refuse = 0.0 if refuse_seconds is None else _check_seconds(refuse_seconds, "refuse_seconds")
         held = fw.on.get(agent_id, EMPTY)
         if not held.contains(resources):
             raise InvalidRequest(
@@ -554,7 +518,7 @@ class Allocator:
             self._release(fw, ag, held)
         else:
             self._release(fw, ag, resources, rest=held - resources)
-        if refuse_seconds is not None and refuse > 0:
+        if refuse > 0:
             self._add_filter(fw, ag, refuse)
 
     def next_wakeup(self) -> float | None:
@@ -642,25 +606,30 @@ class Allocator:
 
     # ---------------------------------------------------------------- internals
 
-    def _framework(self, framework_id: str) -> _Framework:
-        try:
-            return self._frameworks[framework_id]
-        except (KeyError, TypeError):
-            raise InvalidRequest(f"unknown framework {framework_id!r}") from None
+    def _framework(self, framework_id: str) -> FrameworkRecord:
+        fw = self._frameworks.get(framework_id) if isinstance(framework_id, str) else None
+        if fw is None:
+            raise InvalidRequest(f"unknown framework {framework_id!r}")
+        return fw
 
-    def _agent(self, agent_id: str) -> _Agent:
-        try:
-            return self._agents[agent_id]
-        except (KeyError, TypeError):
-            raise InvalidRequest(f"unknown agent {agent_id!r}") from None
+    def _agent(self, agent_id: str) -> AgentRecord:
+        ag = self._agents.get(agent_id) if isinstance(agent_id, str) else None
+        if ag is None:
+            raise InvalidRequest(f"unknown agent {agent_id!r}")
+        return ag
 
-    def _role(self, role: str) -> _Role:
+    def _set_flag(self, framework_id: str, flag: str, value: bool) -> None:
+        fw = self._framework(framework_id)
+        setattr(fw, flag, value)
+        self._sync(fw)
+
+    def _role(self, role: str) -> RoleRecord:
         r = self._roles.get(role)
         if r is None:
-            r = self._roles[role] = _Role(role)
+            r = self._roles[role] = RoleRecord(role)
         return r
 
-    def _sync(self, fw: _Framework) -> None:
+    def _sync(self, fw: FrameworkRecord) -> None:
         """Put the framework in its role's sorter exactly when it may be offered."""
         role = fw.role
         offerable = fw.active and not fw.suppressed
@@ -698,7 +667,7 @@ class Allocator:
             return True
         return vec[0] > EPSILON or vec[1] > EPSILON or vec[2] > EPSILON or vec[3] > EPSILON
 
-    def _refresh(self, ag: _Agent) -> None:
+    def _refresh(self, ag: AgentRecord) -> None:
         """Keep ``_free`` and ``_dirty`` in step after the agent's free pool or state changed."""
         if ag.active and self._allocatable(ag.free_vec, ag.need):
             self._free[ag.id] = None
@@ -707,7 +676,7 @@ class Allocator:
             self._free.pop(ag.id, None)
             self._dirty.pop(ag.id, None)
 
-    def _cap(self, role: _Role, ag: _Agent) -> Vec | None:
+    def _cap(self, role: RoleRecord, ag: AgentRecord) -> Vec | None:
         """The agent's free vector cut to the role's quota headroom: the free vector itself
         when it fits, ``None`` when what fits is not worth offering."""
         free = ag.free_vec
@@ -725,7 +694,7 @@ class Allocator:
         capped: Vec = tuple(out)  # type: ignore[assignment]
         return capped if self._allocatable(capped, ag.need) else None
 
-    def _split(self, ag: _Agent, part: Vec) -> Resources:
+    def _split(self, ag: AgentRecord, part: Vec) -> Resources:
         """Take ``part`` (scalars, plus all the ports) out of the agent's free pool."""
         free = ag.free
         offer = Resources(part[0], part[1], part[2], part[3], ports=free.ports)
@@ -734,7 +703,7 @@ class Allocator:
         ag.free_vec = vec_of(ag.free)
         return offer
 
-    def _grant(self, fw: _Framework, ag: _Agent, res: Resources, dvec: Vec) -> None:
+    def _grant(self, fw: FrameworkRecord, ag: AgentRecord, res: Resources, dvec: Vec) -> None:
         """Record ``res`` (already taken out of the free pool) as allocated to ``fw``."""
         aid = ag.id
         role = fw.role
@@ -745,16 +714,16 @@ class Allocator:
         else:
             fw.on[aid] = ag.alloc[fw.id] = held + res
         v = fw.vec
-        v[0] += dvec[0]; v[1] += dvec[1]; v[2] += dvec[2]; v[3] += dvec[3]; v[4] += dvec[4]  # noqa: E702
+        v[0] += dvec[0]; v[1] += dvec[1]; v[2] += dvec[2]; v[3] += dvec[3]; v[4] += dvec[4]
         v = role.vec
-        v[0] += dvec[0]; v[1] += dvec[1]; v[2] += dvec[2]; v[3] += dvec[3]; v[4] += dvec[4]  # noqa: E702
+        v[0] += dvec[0]; v[1] += dvec[1]; v[2] += dvec[2]; v[3] += dvec[3]; v[4] += dvec[4]
         inv = self._inv
         if fw.key is not None:
             role.sorter.update(fw, inv)
         if role.key is not None:
             self._role_sorter.update(role, inv)
 
-    def _release(self, fw: _Framework, ag: _Agent, res: Resources,
+    def _release(self, fw: FrameworkRecord, ag: AgentRecord, res: Resources,
                  rest: Resources | None = None, free: bool = True) -> None:
         """Take ``res`` back from ``fw`` on ``ag`` (``rest`` is what it keeps there);
         with ``free``, return it to the agent's free pool."""
@@ -787,7 +756,7 @@ class Allocator:
             ag.free_vec = vec_of(ag.free)
             self._refresh(ag)
 
-    def _add_filter(self, fw: _Framework, ag: _Agent, seconds: float) -> None:
+    def _add_filter(self, fw: FrameworkRecord, ag: AgentRecord, seconds: float) -> None:
         expiry = self._clock() + seconds
         current = fw.filters.get(ag.id)
         if current is not None and current >= expiry:

@@ -11,14 +11,18 @@ so an allocation cycle never re-sorts all clients per agent. A full re-key happe
 the cluster total changes (agents added, removed, activated or deactivated), once, at the next
 allocation cycle.
 
-It leaves to :mod:`substrate.allocator` everything about which clients exist, eligibility
-(activity, suppression, filters, quota) and time; to :mod:`substrate.resources` the public
+It also defines the plain slotted records the allocator keeps per role, framework and agent
+(data only; internal to the allocator, which mutates them).
+
+It leaves to :mod:`substrate.allocator` every rule: which clients exist, eligibility
+(activity, suppression, filters, quota), minimum allocatable resources, and time; to :mod:`substrate.resources` the public
 :class:`~substrate.resources.Resources` type and its validation.
 """
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from substrate.resources import EPSILON, Resources
 
@@ -157,3 +161,79 @@ class Sorter:
             client.key = key
             keys[i] = key
         keys.sort()  # in place: the allocator holds on to this list
+
+
+# ------------------------------------------------------ the allocator's records
+
+class RoleRecord:
+    """A role: weight, quota, what its frameworks hold, and the sorter of its offerable ones."""
+
+    __slots__ = (
+        "frameworks",
+        "id",
+        "key",
+        "keys",
+        "limit",
+        "pairs",
+        "quota",
+        "quota_blocked",
+        "sorter",
+        "vec",
+        "weight",
+    )
+
+    def __init__(self, role: str) -> None:
+        self.id = role
+        self.weight = 1.0
+        self.vec = [0.0] * DIMS            # everything allocated to its frameworks
+        self.key: tuple | None = None      # set while in the role sorter
+        self.sorter = Sorter()             # its active, unsuppressed frameworks
+        self.keys = self.sorter.keys       # the sorter's list, for the hot loop
+        self.quota: Resources | None = None
+        self.limit: tuple[float, ...] | None = None  # per scalar, inf where unlimited
+        self.quota_blocked = False         # an agent was skipped for lack of headroom
+        self.frameworks = self.pairs = 0   # pairs: (framework, agent) allocations held
+
+
+class FrameworkRecord:
+    """A framework: its role, weight, state flags, refuse filters and allocations per agent."""
+
+    __slots__ = ("active", "filters", "id", "key", "on", "role", "suppressed", "vec", "weight")
+
+    def __init__(self, framework_id: str, role: RoleRecord, weight: float) -> None:
+        self.id = framework_id
+        self.role = role
+        self.weight = weight
+        self.vec = [0.0] * DIMS
+        self.key: tuple | None = None      # set while in its role's sorter
+        self.active = True
+        self.suppressed = False
+        self.filters: dict[str, float] = {}   # agent id -> expiry
+        self.on: dict[str, Resources] = {}    # agent id -> allocated there
+
+
+class AgentRecord:
+    """An agent: total and free pools (as Resources and as vectors) and who holds what."""
+
+    __slots__ = (
+        "active",
+        "alloc",
+        "filtered_by",
+        "free",
+        "free_vec",
+        "id",
+        "need",
+        "total",
+        "total_vec",
+    )
+
+    def __init__(self, agent_id: str, total: Resources, need: tuple) -> None:
+        self.id = agent_id
+        self.total = total
+        self.total_vec = vec_of(total)
+        self.free = total
+        self.free_vec = self.total_vec
+        self.active = True
+        self.need = need                      # ((dimension, minimum), ...) to be offered
+        self.alloc: dict[str, Resources] = {}  # framework id -> allocated here
+        self.filtered_by: set[str] = set()

@@ -557,6 +557,8 @@ def test_shares_return_to_zero_without_float_dust(a: Allocator) -> None:
     lambda a: a.add_agent("a1", SMALL),                    # duplicate
     lambda a: a.add_agent("a9", {"cpus": 1}),
     lambda a: a.add_agent(None, SMALL),
+    lambda a: a.add_agent("a9", SMALL, used=[("f1", SMALL)]),
+    lambda a: a.add_agent("a9", SMALL, used={"f1": {"cpus": 1}}),
 ])
 def test_invalid_calls_raise_and_change_nothing(a: Allocator, clock: Clock, call) -> None:
     a.add_framework("f1", "*")

@@ -89,6 +89,19 @@ class AllocatorMachine(RuleBasedStateMachine):
             return any(f > TOL for f in free.scalars())
         return all(f >= m - TOL for f, m in checks)
 
+    def could_take(self, fid: str, aid: str, free: Resources, taken=()) -> bool:  # type: ignore[no-untyped-def]
+        """Whether the rules let ``fid`` be offered (part of) ``free`` on ``aid`` now."""
+        if not self.offerable(fid) or self.filtered(fid, aid) or fid in taken:
+            return False
+        role = self.frameworks[fid]["role"]
+        if role in self.quotas:
+            limit = self.quotas[role].scalars()
+            held = self.role_vec(role)
+            capped = [f if lim <= 0 or f <= lim - h + TOL else max(0.0, lim - h)
+                      for f, lim, h in zip(free.scalars(), limit, held)]
+            free = Resources(*capped)
+        return self.allocatable(aid, free)
+
     def cluster_total(self) -> tuple[float, ...]:
         sums = [0.0] * 5
         for a in self.agents.values():
@@ -122,9 +135,14 @@ class AllocatorMachine(RuleBasedStateMachine):
         assert self.snapshot() == before
 
     @initialize(agents=st.lists(agent_totals, min_size=1, max_size=3),
-                roles=st.lists(st.sampled_from(ROLES), min_size=1, max_size=3))
-    def start(self, agents: list[Resources], roles: list[str]) -> None:
-        """Begin with some agents and frameworks so short runs reach interesting states."""
+                roles=st.lists(st.sampled_from(ROLES), min_size=1, max_size=3),
+                quota=st.one_of(st.none(), st.builds(Resources, cpus=st.sampled_from([1, 2]))))
+    def start(self, agents: list[Resources], roles: list[str], quota: Resources | None) -> None:
+        """Begin with some agents, frameworks and maybe a quota, so that short runs reach
+        interesting states."""
+        if quota is not None:
+            self.alloc.set_quota("r0", quota)
+            self.quotas["r0"] = quota
         for i, role in enumerate(roles):
             self.alloc.add_framework(FRAMEWORKS[i], role)
             self.frameworks[FRAMEWORKS[i]] = {"role": role, "weight": 1.0, "active": True,
@@ -257,19 +275,18 @@ class AllocatorMachine(RuleBasedStateMachine):
         before_free = {aid: self.free(aid) for aid in self.agents}
         role_before = {role: self.role_vec(role) for role in self.quotas}
         offers = self.alloc.allocate()
-        check_order = not self.quotas
-        seen = set()
+        seen: set[tuple[str, str]] = set()
         for fid, aid, res in offers:
             assert self.offerable(fid), "suppressed or deactivated framework got an offer"
             assert self.agents[aid]["active"], "inactive agent offered"
             assert not self.filtered(fid, aid), "filtered agent offered"
             assert (fid, aid) not in seen
-            seen.add((fid, aid))
             assert not res.is_empty()
             assert before_free[aid].contains(res), "offered more than was free"
+            taken = {f for f, a in seen if a == aid}
+            self.check_drf_order(fid, aid, now_total, before_free[aid], taken)
+            seen.add((fid, aid))
             before_free[aid] = before_free[aid] - res
-            if check_order:
-                self.check_drf_order(fid, aid, now_total)
             self.held[(fid, aid)] = self.held[(fid, aid)] + res if (fid, aid) in self.held else res
         for role, before in role_before.items():
             limit = self.quotas[role].scalars()
@@ -284,9 +301,10 @@ class AllocatorMachine(RuleBasedStateMachine):
         return vec(total_of(r for (f, _), r in self.held.items()
                             if self.frameworks[f]["role"] == role))
 
-    def check_drf_order(self, fid: str, aid: str, total) -> None:  # type: ignore[no-untyped-def]
-        eligible = [f for f in self.frameworks
-                    if self.offerable(f) and not self.filtered(f, aid)]
+    def check_drf_order(self, fid, aid, total, free, taken) -> None:  # type: ignore[no-untyped-def]
+        eligible = [f for f in self.frameworks if self.could_take(f, aid, free, taken)]
+        assert fid in eligible, f"{fid} may not be offered {aid}"
+
         roles = {self.frameworks[f]["role"] for f in eligible}
         best_role = min(self.role_key(r, total) for r in roles)
         role = self.frameworks[fid]["role"]
@@ -300,9 +318,8 @@ class AllocatorMachine(RuleBasedStateMachine):
             if not a["active"] or not self.allocatable(aid, self.free(aid)):
                 continue
             for fid in self.frameworks:
-                if self.offerable(fid) and not self.filtered(fid, aid):
-                    assert self.frameworks[fid]["role"] in self.quotas, (
-                        f"{aid} left free while {fid} could take it")
+                assert not self.could_take(fid, aid, self.free(aid)), (
+                    f"{aid} left free while {fid} could take it")
 
     @rule(data=st.data(), part=st.sampled_from(["all", "half", "none"]),
           refuse=st.sampled_from([None, None, 0.0, 1.0, 5.0, math.inf]))
@@ -326,6 +343,20 @@ class AllocatorMachine(RuleBasedStateMachine):
         if refuse:
             expiry = self.clock.now + refuse
             self.filters[(fid, aid)] = max(expiry, self.filters.get((fid, aid), -math.inf))
+
+    @rule(data=st.data(), refuse=st.sampled_from([1.0, 5.0]))
+    def decline_and_wait(self, data: st.DataObject, refuse: float) -> None:
+        """A framework declines with a filter; others may take it; when the filter expires the
+        agent must be offered again even though nothing else happened."""
+        if not self.held:
+            return
+        fid, aid = data.draw(st.sampled_from(sorted(self.held)), label="holding")
+        self.alloc.recover(fid, aid, self.held.pop((fid, aid)), refuse_seconds=refuse)
+        self.filters[(fid, aid)] = max(self.clock.now + refuse,
+                                       self.filters.get((fid, aid), -math.inf))
+        self.run_cycle()
+        self.clock.now += refuse
+        self.run_cycle()
 
     @rule(data=st.data())
     def recover_too_much(self, data: st.DataObject) -> None:
