@@ -27,11 +27,13 @@ Semantics (Mesos's hierarchical allocator, simplified where documented):
   ``min_allocatable`` and the agent's total have, the free amount reaches the minimum (so
   with the default ``cpus=0.01, mem=32``, cpu-only or memory-only scraps are not offered;
   a GPU alone is not offered either, since nothing can run on it). Ports never count.
-- **Filters.** ``recover(..., refuse_seconds=s)`` stops that framework being offered
-  *anything* from that agent until ``clock() >= now + s`` (a per (framework, agent) filter,
-  coarser than Mesos's resource-subset filters). A second filter on the same pair keeps the
-  later expiry. ``s = 0`` sets none, ``s = inf`` lasts until :meth:`Allocator.revive`.
-  Filters survive deactivation and suppression; revive clears them.
+- **Filters** (Mesos's semantics). ``recover(..., refuse_seconds=s)`` stops that framework
+  being offered that agent's free pool until ``clock() >= now + s`` *while the pool fits inside
+  the refused resources*: when a task ends and the pool grows beyond what was refused, the
+  framework is offered it again at once. A second filter on the same pair keeps the later
+  expiry and covers both refusals (the larger of each resource). ``s = 0`` sets none,
+  ``s = inf`` lasts until :meth:`Allocator.revive`. Filters survive deactivation and
+  suppression; revive clears them.
 - **Quota** is an upper limit per role on its allocation, per scalar; a zero (unset) scalar in
   the limit means *no limit* on that scalar, and ports are never limited. When a role's
   headroom is smaller than the free pool, the offer is cut down to the headroom (taking all
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from substrate.drf import (
     DIMS,
@@ -266,6 +268,7 @@ class Allocator:
             if aid in self._free:
                 self._dirty[aid] = None
         fw.filters.clear()
+        fw.refused.clear()
         fw.suppressed = False
         self._sync(fw)
 
@@ -358,6 +361,7 @@ class Allocator:
         ag = self._agent(agent_id)
         for fid in ag.filtered_by:
             del self._frameworks[fid].filters[agent_id]
+            del self._frameworks[fid].refused[agent_id]
         for fid, res in list(ag.alloc.items()):
             self._release(self._frameworks[fid], ag, res, free=False)
         if ag.active:
@@ -449,7 +453,8 @@ class Allocator:
                         whole = capped is ag.free_vec
                     for fk in role.keys:
                         fw = fk[2]
-                        if fw.filters and aid in fw.filters:
+                        if fw.filters and aid in fw.filters and _within(ag.free_vec,
+                                                                        fw.refused[aid]):
                             continue
                         if taken is not None and fw in taken:
                             continue
@@ -519,7 +524,7 @@ class Allocator:
         else:
             self._release(fw, ag, resources, rest=held - resources)
         if refuse > 0:
-            self._add_filter(fw, ag, refuse)
+            self._add_filter(fw, ag, refuse, vec_of(resources))
 
     def next_wakeup(self) -> float | None:
         """The earliest clock time a filter expires, or ``None`` when no filter will.
@@ -756,8 +761,11 @@ class Allocator:
             ag.free_vec = vec_of(ag.free)
             self._refresh(ag)
 
-    def _add_filter(self, fw: FrameworkRecord, ag: AgentRecord, seconds: float) -> None:
+    def _add_filter(self, fw: FrameworkRecord, ag: AgentRecord, seconds: float,
+                    refused: Sequence[float]) -> None:
         expiry = self._clock() + seconds
+        old = fw.refused.get(ag.id)
+        fw.refused[ag.id] = list(refused) if old is None else [max(a, b) for a, b in zip(old, refused)]
         current = fw.filters.get(ag.id)
         if current is not None and current >= expiry:
             return
@@ -774,6 +782,15 @@ class Allocator:
             if fw is None or fw.filters.get(aid) != expiry:
                 continue  # revived, replaced by a later filter, or its framework is gone
             del fw.filters[aid]
+            del fw.refused[aid]
             self._agents[aid].filtered_by.discard(fid)
             if aid in self._free:
                 self._dirty[aid] = None
+
+
+def _within(free: Sequence[float], refused: Sequence[float]) -> bool:
+    """True when every resource of the free pool fits inside what a filter refused."""
+    for have, limit in zip(free, refused):
+        if have > limit + 1e-9:
+            return False
+    return True

@@ -198,7 +198,8 @@ class RoleRecord:
 class FrameworkRecord:
     """A framework: its role, weight, state flags, refuse filters and allocations per agent."""
 
-    __slots__ = ("active", "filters", "id", "key", "on", "role", "suppressed", "vec", "weight")
+    __slots__ = ("active", "filters", "id", "key", "on", "refused", "role", "suppressed", "vec",
+                 "weight")
 
     def __init__(self, framework_id: str, role: RoleRecord, weight: float) -> None:
         self.id = framework_id
@@ -209,6 +210,7 @@ class FrameworkRecord:
         self.active = True
         self.suppressed = False
         self.filters: dict[str, float] = {}   # agent id -> expiry
+        self.refused: dict[str, Vec] = {}     # agent id -> the resources the filter covers
         self.on: dict[str, Resources] = {}    # agent id -> allocated there
 
 

@@ -270,15 +270,27 @@ def test_infinite_filter_lasts_until_revive(a: Allocator, clock: Clock) -> None:
 
 def test_a_second_filter_keeps_the_later_expiry(a: Allocator, clock: Clock) -> None:
     a.add_framework("f1", "*")
-    a.add_agent("a1", Resources(cpus=2, mem=128))
+    a.add_agent("a1", BIG)
     a.allocate()
-    a.recover("f1", "a1", SMALL, refuse_seconds=10)
-    a.recover("f1", "a1", SMALL, refuse_seconds=1)
+    a.recover("f1", "a1", BIG, refuse_seconds=10)
+    a.recover("f1", "a1", Resources(), refuse_seconds=1)
     assert a.next_wakeup() == 110.0
     clock.now = 109.0
     assert a.allocate() == []
     clock.now = 110.0
     assert given(a) == {"f1": ["a1"]}
+
+
+def test_filter_only_covers_what_was_refused(a: Allocator, clock: Clock) -> None:
+    """Mesos semantics: a framework that launched a task and refused the rest is offered the
+    agent again as soon as the task's resources come back, without waiting for the filter."""
+    a.add_framework("f1", "*")
+    a.add_agent("a1", Resources(cpus=2, mem=128))
+    a.allocate()
+    a.recover("f1", "a1", SMALL, refuse_seconds=60)   # launched on SMALL, refused the rest
+    assert a.allocate() == []                         # the refused part alone is not offered
+    a.recover("f1", "a1", SMALL)                      # the task ended: the pool outgrew it
+    assert a.allocate() == [("f1", "a1", Resources(cpus=2, mem=128))]
 
 
 def test_next_wakeup_is_the_earliest_live_filter(a: Allocator) -> None:

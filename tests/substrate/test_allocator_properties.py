@@ -65,6 +65,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.frameworks: dict[str, dict] = {}      # id -> {"role", "weight", "active", "suppressed"}
         self.held: dict[tuple[str, str], Resources] = {}
         self.filters: dict[tuple[str, str], float] = {}
+        self.refused: dict[tuple[str, str], tuple] = {}   # what each filter covers
         self.role_weights: dict[str, float] = {}
         self.quotas: dict[str, Resources] = {}
 
@@ -74,8 +75,17 @@ class AllocatorMachine(RuleBasedStateMachine):
         f = self.frameworks[fid]
         return f["active"] and not f["suppressed"]
 
-    def filtered(self, fid: str, aid: str) -> bool:
-        return self.clock.now < self.filters.get((fid, aid), -math.inf)
+    def filtered(self, fid: str, aid: str, free: Resources) -> bool:
+        """A live filter blocks the pool only while the pool fits inside what was refused."""
+        if self.clock.now >= self.filters.get((fid, aid), -math.inf):
+            return False
+        return all(f <= r + TOL for f, r in zip(_vec(free), self.refused[(fid, aid)]))
+
+    def add_filter(self, fid: str, aid: str, refuse: float, res: Resources) -> None:
+        key = (fid, aid)
+        old = self.refused.get(key) if key in self.filters else None
+        self.refused[key] = _vec(res) if old is None else tuple(map(max, old, _vec(res)))
+        self.filters[key] = max(self.clock.now + refuse, self.filters.get(key, -math.inf))
 
     def free(self, aid: str) -> Resources:
         used = total_of(r for (_, a), r in self.held.items() if a == aid)
@@ -91,7 +101,7 @@ class AllocatorMachine(RuleBasedStateMachine):
 
     def could_take(self, fid: str, aid: str, free: Resources, taken=()) -> bool:  # type: ignore[no-untyped-def]
         """Whether the rules let ``fid`` be offered (part of) ``free`` on ``aid`` now."""
-        if not self.offerable(fid) or self.filtered(fid, aid) or fid in taken:
+        if not self.offerable(fid) or self.filtered(fid, aid, free) or fid in taken:
             return False
         role = self.frameworks[fid]["role"]
         if role in self.quotas:
@@ -279,7 +289,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         for fid, aid, res in offers:
             assert self.offerable(fid), "suppressed or deactivated framework got an offer"
             assert self.agents[aid]["active"], "inactive agent offered"
-            assert not self.filtered(fid, aid), "filtered agent offered"
+            assert not self.filtered(fid, aid, before_free[aid]), "filtered agent offered"
             assert (fid, aid) not in seen
             assert not res.is_empty()
             assert before_free[aid].contains(res), "offered more than was free"
@@ -341,8 +351,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         else:
             self.held[(fid, aid)] = rest
         if refuse:
-            expiry = self.clock.now + refuse
-            self.filters[(fid, aid)] = max(expiry, self.filters.get((fid, aid), -math.inf))
+            self.add_filter(fid, aid, refuse, res)
 
     @rule(data=st.data(), refuse=st.sampled_from([1.0, 5.0]))
     def decline_and_wait(self, data: st.DataObject, refuse: float) -> None:
@@ -351,9 +360,9 @@ class AllocatorMachine(RuleBasedStateMachine):
         if not self.held:
             return
         fid, aid = data.draw(st.sampled_from(sorted(self.held)), label="holding")
-        self.alloc.recover(fid, aid, self.held.pop((fid, aid)), refuse_seconds=refuse)
-        self.filters[(fid, aid)] = max(self.clock.now + refuse,
-                                       self.filters.get((fid, aid), -math.inf))
+        res = self.held.pop((fid, aid))
+        self.alloc.recover(fid, aid, res, refuse_seconds=refuse)
+        self.add_filter(fid, aid, refuse, res)
         self.run_cycle()
         self.clock.now += refuse
         self.run_cycle()
@@ -467,3 +476,7 @@ def test_one_cycle_is_proportional_to_framework_weights(weights: list[float],
     norm = [shares[f"f{i}"] / w for i, w in enumerate(weights)]
     # Greedy DRF: nobody is more than one agent ahead of proportional.
     assert max(norm) - min(norm) <= 1 / agents / min(weights) + 1e-12
+
+
+def _vec(res: Resources) -> tuple:
+    return (*res.scalars(), float(res.port_count))
