@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Awaitable, Callable, Optional
 
 import grpc
 
@@ -101,6 +101,25 @@ class MasterService(rpc.MasterServicer):
             log.exception("allocation failed")
         self.flush()
 
+    async def _pump(self, conn: _Conn, table: dict, key: str,
+                    on_disconnect: Callable[[str], None], reading: Awaitable[None]
+                    ) -> AsyncIterator[object]:
+        """Yield a stream's outgoing messages while ``reading`` consumes its incoming ones;
+        when the stream ends, tell the core, unless a newer stream has replaced this one."""
+        reader = asyncio.get_running_loop().create_task(reading)
+        try:
+            while True:
+                item = await conn.queue.get()
+                if item is _CLOSE:
+                    break
+                yield item
+        finally:
+            reader.cancel()
+            if table.get(key) is conn:
+                del table[key]
+                on_disconnect(key)
+                self.flush()
+
     def _next_generation(self) -> int:
         self._generation += 1
         return self._generation
@@ -131,19 +150,9 @@ class MasterService(rpc.MasterServicer):
         yield core.event(pb.Event.SUBSCRIBED, subscribed=pb.Event.Subscribed(
             framework_id=fid, heartbeat_interval_seconds=cfg.framework_heartbeat_interval,
             master_id=core.master_id, dashboard_url=self.dashboard_url))
-        reader = asyncio.get_running_loop().create_task(self._read_calls(fid, conn, request_iterator))
-        try:
-            while True:
-                item = await conn.queue.get()
-                if item is _CLOSE:
-                    break
-                yield item
-        finally:
-            reader.cancel()
-            if self.frameworks.get(fid) is conn:
-                del self.frameworks[fid]
-                core.framework_disconnected(fid)
-                self.flush()
+        async for item in self._pump(conn, self.frameworks, fid, core.framework_disconnected,
+                                     self._read_calls(fid, conn, request_iterator)):
+            yield item
 
     async def _read_calls(self, fid: str, conn: _Conn,
                           request_iterator: AsyncIterator["pb.Call"]) -> None:
@@ -197,19 +206,9 @@ class MasterService(rpc.MasterServicer):
                                 agent_id=aid, master_id=core.master_id,
                                 heartbeat_interval_seconds=core.config.agent_heartbeat_interval))
         self.flush()
-        reader = asyncio.get_running_loop().create_task(self._read_agent(aid, conn, request_iterator))
-        try:
-            while True:
-                item = await conn.queue.get()
-                if item is _CLOSE:
-                    break
-                yield item
-        finally:
-            reader.cancel()
-            if self.agents.get(aid) is conn:
-                del self.agents[aid]
-                core.agent_disconnected(aid)
-                self.flush()
+        async for item in self._pump(conn, self.agents, aid, core.agent_disconnected,
+                                     self._read_agent(aid, conn, request_iterator)):
+            yield item
 
     async def _read_agent(self, aid: str, conn: _Conn,
                           request_iterator: AsyncIterator["pb.AgentCall"]) -> None:
