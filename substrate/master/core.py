@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from substrate.allocator import Allocator
+from substrate.convert import resources_to_pb
 from substrate.errors import InvalidRequest
 from substrate.master import validation
 from substrate.master.registry import InMemoryRegistry, Registry
-from substrate.master.records import AgentRecord, FrameworkRecord, OfferRecord, TaskRecord
+from substrate.master.records import (
+    AgentRecord, ExecutorRecord, FrameworkRecord, OfferRecord, TaskRecord,
+)
 from substrate.resources import Resources
 from substrate.v1 import pb
 
@@ -130,15 +133,20 @@ class MasterCore:
             fid = ex.framework_id or ex.info.framework_id
             if fid in self.frameworks:
                 res = validation.check_resources("executor resources", ex.info.resources)
-                agent.executors[(fid, ex.info.executor_id)] = _executor_record(fid, ex.info, res)
+                agent.executors[(fid, ex.info.executor_id)] = ExecutorRecord(
+                    fid, ex.info.executor_id, ex.info, res)
                 used[fid] = used.get(fid, Resources()) + res
         for ts in reg.tasks:
             fw = self.frameworks.get(ts.framework_id)
             if ts.latest.state in TERMINAL:
                 continue
             if fw is None:
-                # Its framework is gone (removed while the agent was away): kill it there.
-                self.to_agent_later(agent_id, ts.framework_id)
+                # Its framework is gone (removed while the agent was away): kill it there,
+                # once the agent's new stream is open.
+                self.outbox.append(("agent_after_register", agent_id, pb.AgentEvent(
+                    type=pb.AgentEvent.SHUTDOWN_FRAMEWORK, epoch=self.epoch,
+                    shutdown_framework=pb.AgentEvent.ShutdownFramework(
+                        framework_id=ts.framework_id))))
                 continue
             task = fw.tasks.get(ts.info.task_id)
             res = validation.check_resources("task resources", ts.info.resources)
@@ -155,11 +163,6 @@ class MasterCore:
         self.allocator.add_agent(agent_id, total, used)
         self.allocation_pending = True
         return agent_id
-
-    def to_agent_later(self, agent_id: str, framework_id: str) -> None:
-        self.outbox.append(("agent_after_register", agent_id, pb.AgentEvent(
-            type=pb.AgentEvent.SHUTDOWN_FRAMEWORK, epoch=self.epoch,
-            shutdown_framework=pb.AgentEvent.ShutdownFramework(framework_id=framework_id))))
 
     def agent_heartbeat(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
@@ -181,15 +184,12 @@ class MasterCore:
         """Forget an agent record before it is replaced by a re-registration."""
         for offer_id in list(agent.offers):
             self.rescind(offer_id)
-        if agent.agent_id in self.allocator_agents():
+        if agent.reachable:
             self.allocator.remove_agent(agent.agent_id)
         for key, task in list(agent.tasks.items()):
             fw = self.frameworks.get(task.framework_id)
             if fw is not None and task.state in TERMINAL:
                 fw.tasks.pop(task.task_id, None)
-
-    def allocator_agents(self) -> set:
-        return set(self.agents)
 
     def mark_unreachable(self, agent: AgentRecord) -> None:
         """Missed too many heartbeats: tasks become UNREACHABLE (partition-aware frameworks)
@@ -293,7 +293,6 @@ class MasterCore:
                              hostname=agent.info.hostname, agent_address=agent.info.address,
                              executor_ids=[eid for (f, eid) in agent.executors if f == fid])
             offer.attributes.update(agent.info.attributes)
-            from substrate.convert import resources_to_pb
             resources_to_pb(res, offer.resources)
             batches.setdefault(fid, []).append(offer)
             self.counters["offers_made"] += 1
@@ -422,8 +421,3 @@ class MasterCore:
         del self.frameworks[framework_id]
         self.registry.remove_framework(framework_id)
         self.allocation_pending = True
-
-
-def _executor_record(fid: str, info: "pb.ExecutorInfo", res: Resources):
-    from substrate.master.records import ExecutorRecord
-    return ExecutorRecord(fid, info.executor_id, info, res)

@@ -396,3 +396,16 @@ def test_registry_records_admissions_and_failover_deadlines():
     core.tick()
     assert fid not in core.registry.frameworks()
     assert core.epoch == 1 and core.registry.next_epoch() == 2
+
+
+def test_reregistering_agent_with_a_removed_frameworks_task_is_told_to_kill_it():
+    core, _ = make_core()
+    call = pb.AgentCall(type=pb.AgentCall.REREGISTER)
+    call.register.info.id = "agent-old"
+    call.register.info.resources.cpus = 2
+    call.register.info.resources.mem = 1024
+    call.register.tasks.add(info=command_task("t", "agent-old"), framework_id="fw-gone",
+                            latest=pb.TaskStatus(task_id="t", state=S.RUNNING))
+    assert core.agent_register(call) == "agent-old"
+    kills = agent_events(drain(core), "agent-old", pb.AgentEvent.SHUTDOWN_FRAMEWORK)
+    assert [k.shutdown_framework.framework_id for k in kills] == ["fw-gone"]
