@@ -1,7 +1,7 @@
 """Benchmark the genetic engine on one island against DEAP's canonical settings, and the fitness
 kernels compiled vs their NumPy twins.
 
-Run: ``python benchmarks/bench_genetic.py [--quick]``. Prints a table with the command, the
+Run: ``python benchmarks/bench_genetic.py [--quick] [--distributed-only]``. Prints a table with the command, the
 machine and the ratios. Times are CPU seconds of this process (``time.process_time``), so a
 busy shared machine slows both sides less unevenly than wall time would; generations/s is the
 median over runs with different seeds, and "best" the median best fitness reached. DEAP is measured in the same run when it is importable
@@ -14,6 +14,17 @@ Settings (both sides identical):
   individual x 0.05 per gene, tournament 3, generational (DEAP's ``eaSimple``).
 - Rastrigin-30: bounds [-5.12, 5.12], population 300, 200 generations, bounded SBX eta=20
   p=0.9, polynomial mutation eta=20 p=1.0 per individual x 1/30 per gene, tournament 3.
+
+Islands on the substrate (wall time, since processes run in parallel):
+
+- scaling: Rastrigin-30 with 300 individuals per island, asynchronous migration, on
+  ``local[2]``; evaluations per second of 1 island vs 2 islands, counted over the evolution
+  phase (first island RUNNING to last island FINISHED, from ``Result.events``);
+- time to the first generation: from the ``evolve()`` call until the scheduler receives the
+  first island's statistics for generation 1, with a warm driver process (modules imported,
+  one run done before), (a) ``master="local[2]"`` including the embedded cluster's start and
+  stop of the previous run, (b) ``master="HOST:PORT"`` on an already running cluster. Executor
+  processes are always new Python processes.
 """
 from __future__ import annotations
 
@@ -123,10 +134,67 @@ def kernel_timings(repeat: int) -> list[tuple[str, float, float]]:
     return out
 
 
+def _evolution_rate(islands: int, gens: int, interval: int | None) -> float:
+    """Evaluations per second over the evolution phase of a ``local[2]`` run
+    (``interval=None``: no migration)."""
+    problem = genetic.Problem(genome=genetic.reals(-5.12, 5.12, 30), fitness="rastrigin")
+    r = genetic.evolve(problem, population=300 * islands, generations=gens, islands=islands,
+                       master="local[2]", migration_interval=interval or gens,
+                       migrants=2 if interval else 0, synchronous=False, progress=False)
+    start = min(e["seconds"] for e in r.events if e["event"] == "running")
+    end = max(e["seconds"] for e in r.events if e["event"] == "finished")
+    return r.evaluations / (end - start)
+
+
+def _first_generation(master: str) -> float:
+    problem = genetic.Problem(genome=genetic.bits(100), fitness="onemax")
+    r = genetic.evolve(problem, population=600, generations=20, islands=2, master=master,
+                       seed=1, progress=False)
+    return next(e["seconds"] for e in r.events if e["event"] == "first_generation")
+
+
+def distributed(runs: int, gens: int) -> None:
+    from substrate import LocalCluster
+
+    _first_generation("local[2]")   # warm the driver process
+    print(f"{'islands on local[2] (Rastrigin-30, 300/island, ' + str(gens) + ' gens)':<58}"
+          f"{'1 island ev/s':>14}{'2 islands ev/s':>16}{'speed-up':>10}{'best-of':>9}")
+    for interval in (20, 100, None):
+        # alternate the two so that background load hits both alike
+        one, two = [], []
+        for _ in range(runs):
+            one.append(_evolution_rate(1, gens, interval))
+            two.append(_evolution_rate(2, gens, interval))
+        r1, r2 = statistics.median(one), statistics.median(two)
+        label = (f"  migration every {interval} generations (goal >= 1.8x)" if interval
+                 else "  no migration (the ceiling)")
+        # best-of: the fastest run of each, the one least disturbed by other load
+        print(f"{label:<58}{r1:>14,.0f}{r2:>16,.0f}{r2 / r1:>9.2f}x"
+              f"{max(two) / max(one):>8.2f}x")
+    print()
+    cold = [_first_generation("local[2]") for _ in range(runs)]
+    with LocalCluster(agents=1, cpus=2, http=False) as cluster:
+        warm = [_first_generation(cluster.master) for _ in range(runs)]
+    print(f"{'time to first generation (goal < 1 s), median of ' + str(runs):<58}{'seconds':>14}")
+    print(f"{'  local[2], embedded cluster start included':<58}{statistics.median(cold):>14.3f}")
+    print(f"{'  HOST:PORT, cluster already running':<58}{statistics.median(warm):>14.3f}")
+    print(f"  (all runs: local[2] {', '.join(f'{x:.3f}' for x in cold)}; "
+          f"running cluster {', '.join(f'{x:.3f}' for x in warm)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs and generations")
+    ap.add_argument("--distributed-only", action="store_true",
+                    help="only the islands-on-the-substrate measurements")
     args = ap.parse_args()
+    if args.distributed_only:
+        print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+              f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+        print()
+        distributed(3 if args.quick else 5, 500 if args.quick else 1500)
+        return
     runs = 3 if args.quick else 5
     if not compiled_available("fitness") or not compiled_available("operators"):
         print("WARNING: compiled kernels missing; build with "
@@ -157,6 +225,8 @@ def main() -> None:
     print(f"{'kernel':<34}{'compiled us':>12}{'NumPy us':>10}{'ratio':>8}")
     for name, c, p in kernel_timings(3 if args.quick else 9):
         print(f"{name:<34}{c:>12.1f}{p:>10.1f}{p / c:>7.1f}x")
+    print()
+    distributed(3 if args.quick else 5, 500 if args.quick else 1500)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ A population is a few arrays (packed ``uint64`` bit rows, ``float64`` rows, ``in
 permutation rows, a fitness matrix, 64-bit genome hashes), never per-individual objects.
 Operators follow DEAP's definitions with their rates stated explicitly. Islands evolve as pure
 objects (:class:`genetic.island.Island`); :func:`evolve` runs them in-process
-(``master="inline"``) with synchronous migration. Islands hosted by executors on the substrate
-come later through the same Island object.
+(``master="inline"``) with synchronous migration, or hosts each in a long-running executor on
+the substrate (``master="local[N]"`` or ``"HOST:PORT"``, see :mod:`genetic.framework`).
 
 Examples
 --------

@@ -1,10 +1,10 @@
 """``evolve()``: validate everything, build islands, run epochs with synchronous migration,
 apply the stopping rules, write checkpoints, and assemble the :class:`~genetic.result.Result`.
 
-This round only ``master="inline"`` exists: all islands run in the caller's process, in
-lockstep, which is also the reproducible mode. Hosting islands in executors on the substrate
-(``"local[N]"``, ``"HOST:PORT"``) will reuse :class:`~genetic.island.Island` unchanged; until
-then those masters raise :class:`~genetic.errors.DistributedUnavailable`.
+``master="inline"`` runs all islands in the caller's process, in lockstep (the reproducible
+mode). ``"local[N]"`` and ``"HOST:PORT"`` host each island in an executor on the substrate
+through :mod:`genetic.framework`, reusing :class:`~genetic.island.Island`, the checkpoint
+format and the result assembly of this module.
 """
 from __future__ import annotations
 
@@ -47,13 +47,25 @@ def default_operators(problem: Problem) -> tuple[Crossover, Mutation]:
     return PMX(0.7), Swap(0.2, 0.05)
 
 
+def migration_targets(topology: str, i: int, n: int, rng: np.random.Generator) -> list[int]:
+    """Islands that island ``i`` of ``n`` sends to (``random`` draws from ``rng``)."""
+    if topology == "ring":
+        return [(i + 1) % n]
+    if topology == "complete":
+        return [j for j in range(n) if j != i]
+    j = int(rng.integers(0, n - 1))
+    return [j + 1 if j >= i else j]
+
+
 def _check_master(master: str) -> None:
     if master == "inline":
         return
-    if isinstance(master, str) and _DISTRIBUTED.match(master):
+    if isinstance(master, str) and master.startswith("zk://"):
         raise DistributedUnavailable(
-            f"master={master!r}: islands on the substrate are not available yet; "
-            f"use master='inline' (all islands in this process)")
+            f"master={master!r}: ZooKeeper master discovery is not available to frameworks "
+            f"yet; pass the leading master's 'HOST:PORT'")
+    if isinstance(master, str) and _DISTRIBUTED.match(master):
+        return
     raise ConfigError(f"master must be 'inline', 'local[N]', 'HOST:PORT' or 'zk://...', "
                       f"got {master!r}")
 
@@ -75,7 +87,9 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
            max_seconds: float | None = None, target: float | None = None,
            stagnation: int | None = None, checkpoint: str | os.PathLike[str] | None = None,
            checkpoint_every: int | None = None, resume: str | os.PathLike[str] | None = None,
-           dedup: bool | None = None, hall_of_fame: int = 10) -> Result:
+           dedup: bool | None = None, hall_of_fame: int = 10,
+           synchronous: bool | None = None, island_cpus: float | None = None,
+           progress: bool | None = None, farm: bool = False, batch_size: int = 64) -> Result:
     """Evolve a population for ``problem`` and return a :class:`~genetic.Result`.
 
     Parameters
@@ -93,9 +107,13 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
         With a seed, two runs give identical results (on ``"inline"``, migration is
         synchronous).
     master : str
-        ``"inline"`` runs every island in this process. ``"local[N]"`` and ``"HOST:PORT"``
-        (islands in executors on the substrate) are not available yet and raise
-        :class:`~genetic.errors.DistributedUnavailable`.
+        ``"inline"`` runs every island in this process. ``"local[N]"`` starts an embedded
+        :class:`substrate.LocalCluster` with N cpu slots for the run (``"local"``: one per
+        core) and stops it after; ``"HOST:PORT"`` uses a running master. On the substrate each
+        island is a long-running executor; an island lost with its executor or agent is
+        relaunched from its last checkpoint state and the run goes on. Stopping rules other
+        than ``generations`` are checked when islands report (every migration epoch, or
+        twice a second), not every generation.
     selection, crossover, mutation
         Operators with their rates (see :mod:`genetic.selection`, :mod:`genetic.crossover`,
         :mod:`genetic.mutation`); defaults: ``Tournament(3)`` (``Tournament(2)`` on fronts and
@@ -118,6 +136,20 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
         for Python fitness functions, off for built-in kernels (cheaper to recompute).
     hall_of_fame : int
         How many distinct best individuals to keep.
+    synchronous : bool, optional
+        Substrate masters only: islands wait for their immigrants at each migration epoch,
+        which makes a seeded run equal to ``"inline"``. Default: on when ``seed`` is given,
+        else islands take whatever migrants have arrived (asynchronous, Exelixi's way).
+        Synchronous islands must all fit on the cluster at once (``islands x island_cpus``).
+    island_cpus : float, optional
+        Substrate masters only: cpus each island takes (default 1, or ``N / islands`` when
+        that is smaller on ``"local[N]"``).
+    progress : bool, optional
+        Substrate masters only: a live status line on stderr (default: when it is a TTY).
+    farm, batch_size
+        Evaluation-farm mode for expensive fitness (substrate masters only): islands evolve
+        in this process and each generation's new genomes are evaluated on executors in
+        batches of ``batch_size`` (see :mod:`genetic.farm`).
 
     Returns
     -------
@@ -133,6 +165,7 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
     >>> result.history.num_rows   # one row per island and generation
     120
     """
+    t_call = time.perf_counter()
     _check_master(master)
     if not isinstance(problem, Problem):
         raise ConfigError(f"evolve() needs a genetic.Problem, got {problem!r}")
@@ -176,6 +209,24 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
     run = _Run(problem, settings, children, topology, migrants, migration_interval)
     if resume is not None:
         run.load(resume)
+    if farm:
+        if master == "inline":
+            raise ConfigError("farm=True needs a substrate master ('local[N]' or 'HOST:PORT')")
+        from .farm import run_farm
+        go_args = {"generations": generations, "max_evaluations": max_evaluations,
+                   "max_seconds": max_seconds, "target": target, "stagnation": stagnation,
+                   "checkpoint": checkpoint, "checkpoint_every": checkpoint_every, "seed": seed}
+        return run_farm(run, master, go_args, batch_size=int(batch_size),
+                        island_cpus=island_cpus, t0=t_call)
+    if master != "inline":
+        from .framework import run_distributed
+        return run_distributed(
+            run, master, generations=int(generations),
+            synchronous=seed is not None if synchronous is None else bool(synchronous),
+            checkpoint_every=checkpoint_every, checkpoint=checkpoint,
+            max_evaluations=max_evaluations, max_seconds=max_seconds, target=target,
+            stagnation=stagnation, seed=seed, island_cpus=island_cpus, progress=progress,
+            t0=t_call)
     return run.go(generations, max_evaluations, max_seconds, target, stagnation, checkpoint,
                   checkpoint_every, seed)
 
@@ -241,14 +292,7 @@ class _Run:
         outgoing = [isl.export_migrants(self.migrants) for isl in self.islands]
         incoming: list[list[Population]] = [[] for _ in range(n)]
         for i in range(n):
-            if self.topology == "ring":
-                targets = [(i + 1) % n]
-            elif self.topology == "complete":
-                targets = [j for j in range(n) if j != i]
-            else:
-                j = int(self.rng.integers(0, n - 1))
-                targets = [j + 1 if j >= i else j]
-            for t in targets:
+            for t in migration_targets(self.topology, i, n, self.rng):
                 incoming[t].append(outgoing[i])
         for isl, parts in zip(self.islands, incoming):
             if parts:

@@ -28,4 +28,4 @@ class CheckpointError(GeneticError):
 
 
 class DistributedUnavailable(GeneticError, NotImplementedError):
-    """Islands on the substrate (``master="local[N]"`` / ``"HOST:PORT"``) are not available yet."""
+    """A master form frameworks cannot reach yet (``"zk://..."``: pass ``"HOST:PORT"``)."""

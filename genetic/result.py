@@ -83,6 +83,10 @@ class Result:
         Fitness errors recorded with ``on_error="nonviable"`` (first 100 per island).
     seconds : float
         Wall time of the run (including the time before a resume).
+    events : list of dict
+        What happened to the islands of a run on the substrate (launched, running with its
+        pid, first_generation, checkpoint, lost, relaunch from a generation, stop), each with
+        ``seconds`` since :func:`genetic.evolve` was called; empty for ``master="inline"``.
 
     Examples
     --------
@@ -107,6 +111,7 @@ class Result:
     seconds: float = 0.0
     islands: int = 1
     seed: int | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return (f"Result(best={self.best.fitness!r}, generations={self.generations}, "

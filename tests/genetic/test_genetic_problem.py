@@ -86,8 +86,7 @@ ONEMAX = genetic.Problem(genome=genetic.bits(20), fitness="onemax")
     (dict(scheme="mu_plus_lambda", crossover=genetic.TwoPoint(0.8),
           mutation=genetic.BitFlip(0.5)), ConfigError, "<= 1"),
     (dict(max_evaluations=-1), ConfigError, "max_evaluations"),
-    (dict(master="local[2]"), DistributedUnavailable, "not available yet"),
-    (dict(master="10.0.0.1:5050"), DistributedUnavailable, "not available yet"),
+    (dict(master="zk://zk1:2181/offerpool"), DistributedUnavailable, "not available"),
     (dict(master="nonsense master"), ConfigError, "master must be"),
 ])
 def test_bad_evolve_settings(kwargs, err, match):
@@ -97,9 +96,9 @@ def test_bad_evolve_settings(kwargs, err, match):
 
 def test_distributed_error_is_not_implemented_and_genetic():
     with pytest.raises(NotImplementedError):
-        genetic.evolve(ONEMAX, master="local[2]")
+        genetic.evolve(ONEMAX, master="zk://zk1:2181/offerpool")
     with pytest.raises(genetic.GeneticError):
-        genetic.evolve(ONEMAX, master="local")
+        genetic.evolve(ONEMAX, master="zk://zk1:2181/offerpool")
 
 
 def test_roulette_needs_maximised_fitness():

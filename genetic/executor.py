@@ -1,0 +1,220 @@
+"""The island executor: ``python -m genetic.executor``, started by a substrate agent.
+
+One executor hosts one island task for the whole run. The task's payload (see
+:func:`genetic.protocol.unpack_spec`) carries the problem, the island's settings, its seed or
+the state to continue from, and the run's epoch plan. A worker thread then evolves the island
+with :meth:`genetic.island.Island.step` (the same loop as ``master="inline"``) and talks to the
+scheduler in frames of :mod:`genetic.protocol`:
+
+- ``stats`` after the first generation, then every ``report_seconds`` (and at the end): the
+  per-generation statistics rows since the last report (one small frame per epoch at most
+  a few times a second, so fast islands do not flood the master);
+- ``emigrants`` every ``migration_interval`` generations; in synchronous mode the island then
+  waits for the ``immigrants`` frame of the same epoch (asking again with ``want`` if it is
+  slow to come), in asynchronous mode it imports whatever has arrived;
+- ``state`` every ``checkpoint_every`` generations (what a relaunch continues from);
+- its final state in the FINISHED status' data.
+
+A ``stop`` frame ends the island at its next generation. Everything about coordination —
+routing, stopping rules, relaunching lost islands — is the scheduler's (:mod:`genetic.framework`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+import substrate
+from substrate import Executor, ExecutorDriver, TaskInfo, TaskState
+
+from .island import Island
+from .population import Population
+from .protocol import (
+    PAYLOAD_LIMIT,
+    decode,
+    encode,
+    pack_population,
+    pack_state,
+    unpack_population,
+    unpack_spec,
+    unpack_state,
+)
+
+#: How long a synchronous island waits for its immigrants before asking again.
+WANT_AFTER = 2.0
+
+
+def _framed_or_file(driver: ExecutorDriver, frame: bytes) -> bytes:
+    """``frame`` itself, or when it is too big a ``file`` frame naming where it was written."""
+    if len(frame) <= PAYLOAD_LIMIT:
+        return frame
+    rel = os.path.join("genetic", f"{driver.executor_id}-{uuid.uuid4().hex[:8]}.frame")
+    path = os.path.join(driver.framework_dir, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(frame)
+    return encode("file", {"address": driver.agent_address, "path": rel})
+
+
+class IslandRunner:
+    """Evolves one island in a thread and exchanges frames with the scheduler."""
+
+    def __init__(self, driver: Any, task_id: str, spec: dict[str, Any]) -> None:
+        self.driver = driver
+        self.task_id = task_id
+        self.spec = spec
+        self.inbox: queue.SimpleQueue[tuple[int, Population]] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self.early: dict[int, Population] = {}
+
+    # -- messages from the scheduler (callback thread) ---------------------------------------
+
+    def deliver(self, kind: str, header: dict[str, Any], arrays: dict[str, Any]) -> None:
+        if kind == "immigrants":
+            pop = unpack_population(arrays)
+            self.inbox.put((int(header["epoch"]), pop))
+        elif kind == "stop":
+            self.stop.set()
+            self.inbox.put((-1, None))  # type: ignore[arg-type]
+
+    # -- the loop (worker thread) -------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        self.driver.send_framework_message(_framed_or_file(self.driver, frame))
+
+    def run(self) -> None:
+        spec = self.spec
+        plan = spec["plan"]
+        problem, settings, index = spec["problem"], spec["settings"], spec["island"]
+        state = None
+        if spec.get("state") is not None:
+            _, header, arrays = decode(spec["state"])
+            state = unpack_state(header, arrays)
+        start = int(state["meta"]["generation"]) if state is not None else 0
+        # RUNNING first (with the pid) so that the scheduler knows the process even if
+        # building the island fails.
+        self.driver.update(self.task_id, TaskState.RUNNING, data=json.dumps(
+            {"pid": os.getpid(), "generation": start}).encode())
+        if state is not None:
+            island = Island.from_state(problem, settings, state)
+        else:
+            island = Island(problem, settings, index, spec["seed"])
+        generations, interval = plan["generations"], plan["migration_interval"]
+        ckpt, migrants = plan["checkpoint_every"], plan["migrants"]
+        exchange = plan["islands"] > 1 and migrants > 0
+        rows: list[dict[str, Any]] = []
+        every: list[dict[str, Any]] = []   # all rows of this attempt, for the final status
+        last_report = time.monotonic()
+        while island.generation < generations and not self.stop.is_set():
+            new = island.step(1)
+            rows.extend(new)
+            every.extend(new)
+            g = island.generation
+            epoch = g % interval == 0
+            if epoch and exchange:
+                self.send(encode("emigrants", {"island": index, "epoch": g},
+                                 pack_population(island.export_migrants(migrants))))
+                self._immigrate(island, g, plan["synchronous"])
+            reached = plan["w_target"] is not None and island.best_w >= plan["w_target"]
+            if reached:          # stop at once; the scheduler then stops the other islands
+                self.stop.set()
+            now = time.monotonic()
+            if g == 1 or g == generations or reached or \
+                    now - last_report >= plan["report_seconds"]:
+                self.send(encode("stats", {"island": index, "generation": g, "rows": rows,
+                                           "best_w": island.best_w,
+                                           "evaluations": island.evaluations}))
+                rows, last_report = [], now
+            if ckpt and g % ckpt == 0 and g < generations:
+                # The rows not reported yet go with the state: a relaunch replays only what
+                # comes after it.
+                header, arrays = pack_state(island.state())
+                self.send(encode("state", dict(header, island=index, generation=g, rows=rows),
+                                 arrays))
+                rows = []
+        if rows:
+            self.send(encode("stats", {"island": index, "generation": island.generation,
+                                       "rows": rows, "best_w": island.best_w,
+                                       "evaluations": island.evaluations}))
+        header, arrays = pack_state(island.state())
+        # The final status also carries every statistics row of this attempt: messages are
+        # best effort and may arrive after the status, which is delivered reliably.
+        final = encode("state", dict(header, island=index, generation=island.generation,
+                                     rows=every), arrays)
+        self.driver.update(self.task_id, TaskState.FINISHED,
+                           data=_framed_or_file(self.driver, final))
+
+    def _immigrate(self, island: Island, epoch: int, synchronous: bool) -> None:
+        if not synchronous:
+            parts = []
+            while True:
+                try:
+                    e, pop = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if pop is not None and pop.n:
+                    parts.append(pop)
+            if parts:
+                island.import_migrants(Population.concat(parts))
+            return
+        pop = self.early.pop(epoch, None)
+        while pop is None and not self.stop.is_set():
+            try:
+                e, got = self.inbox.get(timeout=WANT_AFTER)
+            except queue.Empty:
+                self.send(encode("want", {"island": island.index, "epoch": epoch}))
+                continue
+            if e == epoch:
+                pop = got
+            elif e > epoch:
+                self.early[e] = got
+        if pop is not None and pop.n:
+            island.import_migrants(pop)
+
+
+class IslandExecutor(Executor):
+    """Hosts the island task of this executor (one per process)."""
+
+    def __init__(self) -> None:
+        self.runner: IslandRunner | None = None
+
+    def launch_task(self, driver: ExecutorDriver, task: TaskInfo) -> None:
+        spec = unpack_spec(task.data)
+        runner = self.runner = IslandRunner(driver, task.task_id, spec)
+
+        def main() -> None:
+            try:
+                runner.run()
+            except Exception:  # noqa: BLE001 - any island failure is reported as FAILED
+                text = traceback.format_exc()
+                try:
+                    driver.update(task.task_id, TaskState.FAILED,
+                                  f"island {spec.get('island')} raised:\n{text}"[-8000:])
+                except substrate.SubstrateError:
+                    pass
+
+        threading.Thread(target=main, daemon=True, name="island").start()
+
+    def framework_message(self, driver: ExecutorDriver, data: bytes) -> None:
+        if self.runner is not None:
+            kind, header, arrays = decode(data)
+            self.runner.deliver(kind, header, arrays)
+
+    def kill_task(self, driver: ExecutorDriver, task_id: str) -> None:
+        if self.runner is not None:
+            self.runner.stop.set()
+        driver.update(task_id, TaskState.KILLED, "killed on request")
+
+    def shutdown(self, driver: ExecutorDriver) -> None:
+        if self.runner is not None:
+            self.runner.stop.set()
+
+
+if __name__ == "__main__":
+    sys.exit(ExecutorDriver(IslandExecutor()).run())

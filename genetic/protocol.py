@@ -1,0 +1,146 @@
+"""The small messages between the genetic framework's scheduler and its island executors.
+
+Everything an island sends back (statistics, emigrants, checkpoint states, its final state)
+and everything the scheduler relays (immigrants, stop) is one *frame*: a 4-byte big-endian
+header length, a JSON header, then raw array bytes whose dtype and shape the header lists.
+Dtypes come from a short whitelist and arrays are rebuilt with ``numpy.frombuffer``, so
+decoding a frame never runs code: nothing travelling from an executor is ever unpickled.
+
+The one pickled payload is the task's ``data`` (the :class:`~genetic.problem.Problem`, which
+may hold user functions, plus the island's settings): it goes from the framework to its own
+executor program only. :func:`pack_spec` / :func:`unpack_spec` are the seam where a payload
+HMAC (a later issue) will be added and checked.
+
+Frames larger than the substrate's payload cap are not sent inline: the executor writes them
+under its ``framework_dir`` and sends a small ``file`` frame naming the agent and the path,
+which the scheduler reads with :func:`substrate.read_agent_file`.
+
+Examples
+--------
+>>> import numpy as np
+>>> frame = encode("stats", {"island": 1}, {"x": np.arange(3.0)})
+>>> kind, header, arrays = decode(frame)
+>>> kind, header["island"], arrays["x"].tolist()
+('stats', 1, [0.0, 1.0, 2.0])
+"""
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+
+from .errors import GeneticError
+from .population import Population
+
+__all__ = [
+    "PAYLOAD_LIMIT",
+    "ProtocolError",
+    "decode",
+    "encode",
+    "pack_population",
+    "pack_spec",
+    "pack_state",
+    "unpack_population",
+    "unpack_spec",
+    "unpack_state",
+]
+
+#: Frames above this size travel as files (the substrate's cap is 4 MiB per message).
+PAYLOAD_LIMIT = 3 * 1024 * 1024
+_MAGIC = b"OPGA"
+_DTYPES = frozenset({"<u8", "<i8", "<i4", "<f8", "|b1", "<u4", "|u1"})
+_POP_FIELDS = ("genomes", "fitness", "viable", "violation", "hashes")
+
+
+class ProtocolError(GeneticError):
+    """A frame is malformed (truncated, unknown dtype, inconsistent sizes)."""
+
+
+def encode(kind: str, header: dict[str, Any] | None = None,
+           arrays: dict[str, np.ndarray] | None = None) -> bytes:
+    """One frame: ``kind`` and a JSON-able ``header``, plus named arrays."""
+    specs, blobs = [], []
+    for name, arr in (arrays or {}).items():
+        arr = np.ascontiguousarray(arr)
+        dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+        arr = arr.astype(dt, copy=False)
+        if dt.str not in _DTYPES:
+            raise ProtocolError(f"array {name!r} has unsupported dtype {dt.str}")
+        specs.append([name, dt.str, list(arr.shape)])
+        blobs.append(arr.tobytes())
+    head = json.dumps({"kind": kind, "header": header or {}, "arrays": specs},
+                      separators=(",", ":")).encode()
+    return b"".join([_MAGIC, struct.pack(">I", len(head)), head, *blobs])
+
+
+def decode(frame: bytes) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """Inverse of :func:`encode`; raises :class:`ProtocolError` on anything malformed."""
+    view = memoryview(frame)
+    if len(view) < 8 or bytes(view[:4]) != _MAGIC:
+        raise ProtocolError("not a genetic frame")
+    (n,) = struct.unpack(">I", view[4:8])
+    try:
+        head = json.loads(bytes(view[8:8 + n]))
+        kind, header, specs = head["kind"], head["header"], head["arrays"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"bad frame header: {exc}") from None
+    pos = 8 + n
+    arrays: dict[str, np.ndarray] = {}
+    for name, dt, shape in specs:
+        if dt not in _DTYPES or not all(isinstance(s, int) and s >= 0 for s in shape):
+            raise ProtocolError(f"bad array spec {name!r}: {dt} {shape}")
+        dtype = np.dtype(dt)
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if pos + size > len(view):
+            raise ProtocolError("truncated frame")
+        arrays[name] = np.frombuffer(view[pos:pos + size], dtype=dtype).reshape(shape).copy()
+        pos += size
+    if pos != len(view):
+        raise ProtocolError("trailing bytes after the frame's arrays")
+    return str(kind), header, arrays
+
+
+def pack_population(pop: Population, prefix: str = "") -> dict[str, np.ndarray]:
+    return {prefix + f: getattr(pop, f) for f in _POP_FIELDS}
+
+
+def unpack_population(arrays: dict[str, np.ndarray], prefix: str = "") -> Population | None:
+    if prefix + "genomes" not in arrays:
+        return None
+    return Population(*(arrays[prefix + f] for f in _POP_FIELDS))
+
+
+def pack_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """An :meth:`Island.state` as (JSON header, arrays)."""
+    arrays = pack_population(state["population"], "pop.")
+    if state.get("hall_of_fame") is not None:
+        arrays.update(pack_population(state["hall_of_fame"], "hof."))
+    for key in ("front", "crowd"):
+        if state.get(key) is not None:
+            arrays[key] = state[key]
+    return {"meta": state["meta"]}, arrays
+
+
+def unpack_state(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    pop = unpack_population(arrays, "pop.")
+    if pop is None:
+        raise ProtocolError("a state frame without a population")
+    return {"meta": header["meta"], "population": pop,
+            "hall_of_fame": unpack_population(arrays, "hof."),
+            "front": arrays.get("front"), "crowd": arrays.get("crowd")}
+
+
+def pack_spec(spec: dict[str, Any]) -> bytes:
+    """The island task's payload (framework -> its own executor only).
+
+    Seam for payload integrity: sign here, verify in :func:`unpack_spec`.
+    """
+    import dill
+    return dill.dumps(spec, recurse=True)
+
+
+def unpack_spec(data: bytes) -> dict[str, Any]:
+    import dill
+    return dill.loads(data)

@@ -1,0 +1,203 @@
+"""Islands on the substrate: real executor processes on ``local[2]`` and ``HOST:PORT``,
+reproducibility equal to inline in synchronous mode, an island SIGKILLed mid-run finishing
+from its checkpoint, resume, stopping rules, and teardown on errors."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import genetic
+import substrate
+from genetic import framework
+
+pytestmark = pytest.mark.timeout(60)
+
+ONEMAX = genetic.Problem(genome=genetic.bits(64), fitness="onemax", maximize=True)
+
+
+def strip(table: pa.Table) -> dict:
+    d = table.to_pydict()
+    d.pop("seconds")
+    return d
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a zombie child of an agent thread in this process counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Events:
+    """Sees every scheduler event as it happens (on the driver thread) and can act on it."""
+
+    def __init__(self, monkeypatch, action=None) -> None:
+        self.cond = threading.Condition()
+        self.seen: list[dict] = []
+        self.action = action
+        original = framework.GeneticScheduler._event
+        events = self
+
+        def hooked(sched, kind, **info):
+            original(sched, kind, **info)
+            event = sched.events[-1]
+            with events.cond:
+                events.seen.append(event)
+                events.cond.notify_all()
+            if events.action is not None:
+                events.action(event)
+
+        monkeypatch.setattr(framework.GeneticScheduler, "_event", hooked)
+
+    def pids(self) -> list[int]:
+        return [e["pid"] for e in self.seen if e["event"] == "running"]
+
+
+def test_islands_run_in_real_processes_on_local2(monkeypatch):
+    ev = Events(monkeypatch)
+    r = genetic.evolve(ONEMAX, population=80, generations=30, islands=2, seed=4,
+                       master="local[2]", migration_interval=5)
+    assert r.generations == 30 and r.islands == 2 and r.stopped == "generations"
+    pids = ev.pids()
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert r.history.num_rows == 60
+    assert sorted(zip(r.history.column("island").to_pylist(),
+                      r.history.column("generation").to_pylist())) == \
+        [(i, g) for i in range(2) for g in range(1, 31)]
+    kinds = [e["event"] for e in r.events]
+    assert kinds.count("launched") == 2 and "first_generation" in kinds
+    assert all(not alive(p) for p in pids)   # the embedded cluster is gone with its executors
+
+
+@pytest.mark.parametrize("topology,islands", [("ring", 2), ("random", 3)])
+def test_synchronous_migration_equals_inline(topology, islands):
+    kw = {"population": 30 * islands, "generations": 24, "islands": islands, "seed": 7,
+              "migration_interval": 4, "migrants": 2, "topology": topology}
+    inline = genetic.evolve(ONEMAX, **kw)
+    dist = genetic.evolve(ONEMAX, master="local[2]", **kw)
+    assert strip(dist.history) == strip(inline.history)
+    assert dist.best.genome.tolist() == inline.best.genome.tolist()
+    assert dist.evaluations == inline.evaluations
+
+
+def test_killed_island_continues_from_its_checkpoint(monkeypatch, tmp_path):
+    kw = {"population": 80, "generations": 60, "islands": 2, "seed": 3, "migration_interval": 10,
+              "migrants": 2}
+    killed: list[int] = []
+
+    def kill_island_1_after_first_checkpoint(event):
+        # Runs on the driver thread: island 1 cannot pass the next migration epoch (gen 30)
+        # until this returns, so the kill lands mid-run for sure.
+        if event["event"] == "checkpoint" and event["generation"] == 20 and not killed:
+            pid = next(e["pid"] for e in ev.seen
+                       if e["event"] == "running" and e["island"] == 1)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    ev = Events(monkeypatch, kill_island_1_after_first_checkpoint)
+    r = genetic.evolve(ONEMAX, master="local[2]", checkpoint=tmp_path / "run.arrow",
+                       checkpoint_every=20, **kw)
+    assert killed
+    relaunch = [e for e in r.events if e["event"] == "relaunch"]
+    assert [(e["island"], e["generation"]) for e in relaunch] == [(1, 20)]
+    rerun = [e for e in r.events if e["event"] == "running" and e["island"] == 1]
+    assert [e["generation"] for e in rerun] == [0, 20] and rerun[1]["pid"] != killed[0]
+    assert r.generations == 60 and r.history.num_rows == 120
+    # replaying from the checkpoint with the same immigrants gives the uninterrupted result
+    inline = genetic.evolve(ONEMAX, **kw)
+    assert strip(r.history) == strip(inline.history)
+    assert r.best.genome.tolist() == inline.best.genome.tolist()
+
+
+def test_resume_a_stopped_run(tmp_path):
+    kw = {"population": 60, "islands": 2, "seed": 5, "migration_interval": 5}
+    path = tmp_path / "half.arrow"
+    first = genetic.evolve(ONEMAX, generations=15, master="local[2]", checkpoint=path, **kw)
+    assert first.generations == 15
+    resumed = genetic.evolve(ONEMAX, generations=30, master="local[2]", resume=path, **kw)
+    straight = genetic.evolve(ONEMAX, generations=30, **kw)
+    assert resumed.generations == 30
+    assert strip(resumed.history) == strip(straight.history)
+    assert resumed.best.genome.tolist() == straight.best.genome.tolist()
+
+
+def test_asynchronous_on_a_running_master_stops_at_target():
+    with substrate.LocalCluster(agents=2, cpus=1, http=False) as cluster:
+        # only the target can end this run in time
+        r = genetic.evolve(ONEMAX, population=120, generations=10**7, islands=2,
+                           master=cluster.master, migration_interval=5, target=64,
+                           topology="complete")
+        assert r.stopped == "target" and r.best.fitness == 64.0
+        assert r.generations < 10**7
+        assert [e["reason"] for e in r.events if e["event"] == "stop"] == ["target"]
+
+
+def _fails_late(x: np.ndarray) -> float:
+    if x.sum() >= 44:
+        raise ValueError("too many ones")
+    return float(x.sum())
+
+
+def test_island_error_stops_the_run_and_its_executors(monkeypatch):
+    ev = Events(monkeypatch)
+    problem = genetic.Problem(genome=genetic.bits(64), fitness=_fails_late, maximize=True)
+    with pytest.raises(genetic.GeneticError, match="too many ones"):
+        genetic.evolve(problem, population=40, generations=200, islands=2, seed=1,
+                       master="local[2]")
+    assert ev.pids() and all(not alive(p) for p in ev.pids())
+
+
+def test_user_lambda_ships_to_the_executors():
+    problem = genetic.Problem(genome=genetic.reals(-1, 1, 4), fitness=lambda x: float(x @ x),
+                              maximize=False)
+    r = genetic.evolve(problem, population=40, generations=10, islands=2, seed=2,
+                       master="local[2]")
+    inline = genetic.evolve(problem, population=40, generations=10, islands=2, seed=2)
+    assert r.best.fitness == inline.best.fitness
+
+
+def test_master_that_is_not_there(monkeypatch):
+    monkeypatch.setattr(framework, "REGISTER_TIMEOUT", 1.0)
+    with pytest.raises(genetic.GeneticError, match="could not register"):
+        genetic.evolve(ONEMAX, population=20, generations=2, master="127.0.0.1:1")
+
+
+def test_ctrl_c_tears_down_the_cluster_and_executors(monkeypatch):
+    import _thread
+
+    def interrupt_when_both_islands_run(event):
+        if event["event"] == "running" and len(ev.pids()) == 2:
+            _thread.interrupt_main()
+
+    ev = Events(monkeypatch, interrupt_when_both_islands_run)
+    with pytest.raises(KeyboardInterrupt):
+        genetic.evolve(ONEMAX, population=40, generations=10**7, islands=2, master="local[2]")
+    assert len(ev.pids()) == 2 and all(not alive(p) for p in ev.pids())
+
+
+def test_a_mid_run_checkpoint_resumes_like_inline(monkeypatch, tmp_path):
+    import shutil
+    path, copy = tmp_path / "run.arrow", tmp_path / "at20.arrow"
+
+    def keep_generation_20(event):
+        if event["event"] == "checkpoint" and event["generation"] == 20:
+            shutil.copy(path, copy)
+
+    Events(monkeypatch, keep_generation_20)
+    kw = {"population": 90, "islands": 3, "seed": 8, "migration_interval": 5, "topology": "random"}
+    genetic.evolve(ONEMAX, generations=40, master="local[2]", checkpoint=path,
+                   checkpoint_every=10, **kw)
+    resumed = genetic.evolve(ONEMAX, generations=40, resume=copy, **kw)   # inline, from gen 20
+    straight = genetic.evolve(ONEMAX, generations=40, **kw)
+    assert strip(resumed.history) == strip(straight.history)
+    assert resumed.best.genome.tolist() == straight.best.genome.tolist()
