@@ -3,7 +3,7 @@
 A PySpark RDD program runs after changing only how the context is made::
 
     from dataflow import Context
-    ctx = Context("inline")          # "local[N]" / "HOST:PORT" once the substrate backend lands
+    ctx = Context("local[2]")        # or "local", "HOST:PORT" of a substrate master, "inline"
 
 Examples
 --------

@@ -5,24 +5,24 @@
 Running a job means: cut the lineage into stages (:mod:`dataflow.stages`), ask the DAG
 scheduler (:mod:`dataflow.dag`) what to do, turn its ``LaunchTask`` actions into serialised
 :class:`~dataflow.tasks.Task` objects for the backend, and feed the backend's events back to the
-scheduler until the job succeeds or fails. Which backend runs the tasks depends on ``master``;
-only ``"inline"`` exists in this version.
+scheduler until the job succeeds or fails. Which backend runs the tasks depends on ``master``:
+``"inline"`` runs them in the driver thread (:mod:`dataflow.inline`); ``"local[N]"``,
+``"local"`` and ``"HOST:PORT"`` run them in executor processes on a substrate cluster
+(:mod:`dataflow.cluster_backend`), an embedded one for the ``local`` forms.
 
 Examples
 --------
 >>> with Context("inline") as ctx:
 ...     ctx.parallelize([1, 2, 3, 4], 2).map(lambda x: x * x).collect()
 [1, 4, 9, 16]
->>> Context("local[2]")
-Traceback (most recent call last):
-...
-dataflow.errors.BackendUnavailableError: master 'local[2]' needs the substrate backend, which is not available yet; use master='inline'
+>>> with Context("local[2]") as ctx:
+...     ctx.parallelize(["a b", "b"]).flatMap(str.split).countByValue()["b"]
+2
 """
 from __future__ import annotations
 
 import itertools
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -35,7 +35,6 @@ from .accumulators import Accumulator, AccumulatorParam, default_param
 from .broadcast import Broadcast
 from .dag import Accumulate, DAGScheduler, JobFailed, JobSucceeded, KillTask, LaunchTask
 from .errors import (
-    BackendUnavailableError,
     ContextStoppedError,
     DataflowError,
     JobError,
@@ -52,22 +51,17 @@ from .tasks import (
     TaskResult,
 )
 
-_LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
 _LEVELS = ("ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN")
 
 
-def _make_backend(master: str, work_dir: str, memory_budget: int) -> TaskBackend:
-    # The substrate backend plugs in here: a TaskBackend whose launch() ships Task.to_bytes()
-    # to executors that call dataflow.tasks.run_task(data, ExecutorEnv(...)).
+def _make_backend(master: str, work_dir: str, memory_budget: int,
+                  app_name: str = "dataflow") -> TaskBackend:
     if master == "inline":
         from .inline import InlineBackend
         return InlineBackend(work_dir, memory_budget)
-    if _LOCAL.match(master) or master.startswith("zk://") or re.match(r"^[\w.\-]+:\d+$", master):
-        raise BackendUnavailableError(
-            f"master {master!r} needs the substrate backend, which is not available yet; "
-            f"use master='inline'")
-    raise BackendUnavailableError(f"unknown master {master!r}; expected 'inline', 'local', "
-                                  f"'local[N]', 'HOST:PORT' or 'zk://...'")
+    from .cluster_backend import ClusterBackend, parse_master
+    parse_master(master)  # unknown masters fail before anything starts
+    return ClusterBackend(master, work_dir, memory_budget, app_name)
 
 
 class Context:
@@ -76,8 +70,9 @@ class Context:
     Parameters
     ----------
     master : str
-        ``"inline"`` runs tasks in the driver thread; ``"local"``, ``"local[N]"``,
-        ``"HOST:PORT"`` and ``"zk://..."`` need the substrate backend.
+        ``"inline"`` runs tasks in the driver thread; ``"local[N]"`` starts an embedded
+        substrate cluster with N executor processes (``"local"``: one per cpu) that
+        :meth:`stop` shuts down; ``"HOST:PORT"`` uses a running substrate master.
     appName : str
         Name of the application.
     memory_budget : int
@@ -103,7 +98,7 @@ class Context:
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="dataflow-")
         os.makedirs(self.work_dir, exist_ok=True)
         try:
-            self._backend = _make_backend(master, self.work_dir, memory_budget)
+            self._backend = _make_backend(master, self.work_dir, memory_budget, appName)
         except BaseException:
             if self._own_dir:
                 shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -8,8 +8,9 @@ executor process needs only an :class:`ExecutorEnv` (work directory, block fetch
 and this function.
 
 :class:`TaskBackend` is the seam between the driver and whatever runs tasks: the inline backend
-(:mod:`dataflow.inline`) calls :func:`run_task` in the driver thread; a substrate backend will
-send ``Task.to_bytes()`` to executors and report their results as :class:`TaskEnded` events.
+(:mod:`dataflow.inline`) calls :func:`run_task` in the driver thread; the substrate backend
+(:mod:`dataflow.cluster_backend`) sends ``Task.to_bytes()`` to executors and reports their
+results as :class:`TaskEnded` events.
 
 Examples
 --------
@@ -279,7 +280,7 @@ def run_task(data: bytes, env: ExecutorEnv) -> bytes:
 
 
 class TaskBackend:
-    """Runs tasks for the driver. A substrate backend implements the same five methods.
+    """Runs tasks for the driver; :mod:`dataflow.inline` and :mod:`dataflow.cluster_backend`.
 
     The driver calls :meth:`launch` and :meth:`kill` as the DAG scheduler asks, and
     :meth:`poll` to wait for :class:`TaskEnded` / :class:`ExecutorLost` events. A launched task

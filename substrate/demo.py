@@ -4,10 +4,17 @@ The workload counts the primes below twenty million with a segmented sieve: the 
 into 16 segments, one task per segment, run by the ``run`` framework as real processes that
 agents launch in their sandboxes. The driver sums the per-segment counts and checks the total
 against the known value of pi(2e7).
+
+Then a genetic-algorithm run on the same cluster: two islands, each a long-running executor,
+evolve 30-d Rastrigin with ring migration. It runs as ``python -m genetic.demo`` in a child
+process (the substrate package never imports a framework) and prints the best fitness, the
+generations and the islands. Last, a word count through ``dataflow`` (``python -m
+dataflow.demo``, also a child process) on the same cluster.
 """
 from __future__ import annotations
 
 import base64
+import subprocess
 import sys
 import time
 
@@ -62,4 +69,34 @@ def run_demo(agents: int = 2) -> int:
         ok = result.exit_code == 0 and total == PI_OF_LIMIT
         print(f"primes below {LIMIT:,}: {total:,} from {TASKS} tasks on {agents} agents in "
               f"{elapsed:.2f} s — {'correct' if ok else f'WRONG, expected {PI_OF_LIMIT:,}'}")
+        ok = _genetic_section(cluster.master) and ok
+        ok = _dataflow_section(cluster.master) and ok
     return 0 if ok else 1
+
+
+def _genetic_section(master: str) -> bool:
+    """Run the GA demo against ``master`` in a child process; True when it succeeded."""
+    print("\ngenetic algorithm: 2 islands as executors on the same cluster")
+    try:
+        done = subprocess.run([sys.executable, "-m", "genetic.demo", "--master", master],
+                              check=False, timeout=120)
+    except subprocess.TimeoutExpired:
+        print("genetic: did not finish within 120 s")
+        return False
+    if done.returncode != 0:
+        print(f"genetic: failed with exit status {done.returncode}")
+    return done.returncode == 0
+
+
+def _dataflow_section(cluster_master: str) -> bool:
+    """Word count through ``dataflow`` on the same cluster, in a child process."""
+    print("\ndataflow: word count in executor processes on the same cluster")
+    try:
+        done = subprocess.run([sys.executable, "-m", "dataflow.demo", "--master",
+                               cluster_master], check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        print("dataflow: did not finish within 60 s")
+        return False
+    if done.returncode != 0:
+        print(f"dataflow: failed with exit status {done.returncode}")
+    return done.returncode == 0

@@ -1,7 +1,9 @@
 """Fixtures for the dataflow tests.
 
-``ctx`` is parametrized over masters so the same behaviour tests run on every backend; only
-``"inline"`` exists today, and ``"local[2]"`` joins the list when the substrate backend lands.
+``ctx`` is parametrized over masters so the same behaviour tests run on every backend. Inline
+contexts are made per test; a ``local[2]`` context (an embedded substrate cluster with two
+executor processes) is shared by the whole session, one per memory budget, because starting
+executors costs more than most tests.
 """
 from __future__ import annotations
 
@@ -9,7 +11,24 @@ import pytest
 
 from dataflow import Context
 
-MASTERS = ["inline"]
+MASTERS = ["inline", "local[2]"]
+SMALL_BUDGET = 32 * 1024
+
+
+@pytest.fixture(scope="session")
+def shared_contexts():
+    made: dict = {}
+
+    def get(master: str, memory_budget: int | None = None) -> Context:
+        key = (master, memory_budget)
+        if key not in made:
+            kw = {} if memory_budget is None else {"memory_budget": memory_budget}
+            made[key] = Context(master, appName=f"tests {master}", **kw)
+        return made[key]
+
+    yield get
+    for c in made.values():
+        c.stop()
 
 
 @pytest.fixture(params=MASTERS)
@@ -17,17 +36,26 @@ def master(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def ctx(master: str):
-    with Context(master) as c:
-        yield c
+def _context(master: str, shared_contexts, memory_budget: int | None = None):
+    if master == "inline":
+        kw = {} if memory_budget is None else {"memory_budget": memory_budget}
+        with Context(master, **kw) as c:
+            yield c
+        return
+    c = shared_contexts(master, memory_budget)
+    yield c
+    assert not c._stopped, "a test stopped the shared context"
 
 
 @pytest.fixture
-def small_ctx(master: str):
+def ctx(master: str, shared_contexts):
+    yield from _context(master, shared_contexts)
+
+
+@pytest.fixture
+def small_ctx(master: str, shared_contexts):
     """A context whose shuffles must spill: a 32 KiB merge budget."""
-    with Context(master, memory_budget=32 * 1024) as c:
-        yield c
+    yield from _context(master, shared_contexts, SMALL_BUDGET)
 
 
 def inline_only(ctx: Context) -> None:

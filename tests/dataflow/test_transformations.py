@@ -211,7 +211,7 @@ def test_context_misc(ctx):
     ctx.setLogLevel("warn")
     with pytest.raises(ValueError):
         ctx.setLogLevel("LOUD")
-    assert "inline" in ctx._repr_html_() and "inline" in repr(ctx)
+    assert ctx.master in ctx._repr_html_() and ctx.master in repr(ctx)
     assert ctx.defaultMinPartitions >= 1 and ctx.applicationId
     seen = ctx.parallelize(range(4), 2).mapPartitions(
         lambda it: [(TaskContext.get().partitionId(), TaskContext.get().stageId() >= 0,
