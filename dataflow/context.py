@@ -34,11 +34,13 @@ from typing import Any, Self
 from .accumulators import Accumulator, AccumulatorParam, default_param
 from .broadcast import Broadcast
 from .dag import Accumulate, DAGScheduler, JobFailed, JobSucceeded, KillTask, LaunchTask
+from .display import call_site, context_html, dashboard_url
 from .errors import (
     ContextStoppedError,
     DataflowError,
     JobError,
 )
+from .progress import JobProgress, ProgressObserver, resolve
 from .serialize import dumps, refuse_pickling
 from .stages import StageGraph, stage_inputs, task_body
 from .tasks import (
@@ -86,13 +88,21 @@ class Context:
         removed by :meth:`stop`).
     clock : callable, optional
         Monotonic clock for the scheduler (tests inject one).
+    progress : bool or ProgressObserver, optional
+        Progress bars per stage (:mod:`dataflow.progress`): True or False forces them on or
+        off; None (the default) follows the ``OFFERPOOL_PROGRESS`` environment variable
+        (``0``/``1``), else draws them only in a terminal or a Jupyter notebook. An observer
+        receives the progress instead. Kept in the :attr:`progress` attribute, which may be
+        changed between jobs.
     """
 
     def __init__(self, master: str = "local", appName: str = "dataflow", *,
                  memory_budget: int = DEFAULT_MEMORY, max_task_failures: int = 4,
                  speculation: bool = False, work_dir: str | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 progress: bool | ProgressObserver | None = None) -> None:
         self.master = master
+        self.progress = progress
         self.appName = appName
         self._own_dir = work_dir is None
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="dataflow-")
@@ -142,8 +152,21 @@ class Context:
         return f"<dataflow.Context master={self.master!r} app={self.appName!r}>"
 
     def _repr_html_(self) -> str:
-        return (f"<div><b>dataflow.Context</b> master <code>{self.master}</code>, "
-                f"app <code>{self.appName}</code></div>")
+        """Master, app, parallelism, executors, state and a dashboard link, for Jupyter."""
+        return context_html(self)
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The substrate master's ``/state`` page (None for ``inline``, or once the embedded
+        cluster of a ``local`` master is stopped)."""
+        if self._stopped and getattr(self._backend, "cluster", None) is not None:
+            return None
+        return dashboard_url(self._backend)
+
+    @property
+    def uiWebUrl(self) -> str | None:
+        """PySpark's name for :attr:`dashboard_url`."""
+        return self.dashboard_url
 
     @property
     def defaultParallelism(self) -> int:
@@ -292,9 +315,10 @@ class Context:
         self._check()
         if rdd.ctx is not self:
             raise DataflowError("this RDD belongs to another Context")
+        site = call_site()
         with self._lock:
             try:
-                return self._run_locked(rdd, func, partitions)
+                return self._run_locked(rdd, func, partitions, site)
             except BaseException as exc:
                 # interrupted (Ctrl-C in a notebook) or failed: leave the scheduler idle
                 for a in self._dag.abort_job(exc):
@@ -302,25 +326,40 @@ class Context:
                         self._backend.kill(a.task_id)
                 raise
 
-    def _run_locked(self, rdd: Any, func: Callable, partitions: list | None) -> list:
+    def _run_locked(self, rdd: Any, func: Callable, partitions: list | None,
+                    site: str = "") -> list:
         if partitions is None:
             partitions = list(range(rdd.getNumPartitions()))
         final = self._stages.result_stage(rdd)
         spec = ResultSpec(func)
-        nodes: dict = {}
-        functions: dict = {}  # closures serialised once per job, not once per task
         job_id = next(self._job_ids)
         self.last_job_metrics = {}
+        progress = JobProgress(resolve(self.progress), self._dag, job_id, final, site)
+        try:
+            results = self._loop(rdd, final, partitions, spec, job_id, progress)
+        except BaseException:
+            progress.finish(False)
+            raise
+        progress.finish(True)
+        return results
+
+    def _loop(self, rdd: Any, final: Any, partitions: list, spec: ResultSpec, job_id: int,
+              progress: JobProgress) -> list:
+        nodes: dict = {}
+        functions: dict = {}  # closures serialised once per job, not once per task
         actions = self._dag.submit_job(job_id, final, partitions, spec)
         while True:
+            progress.refresh()  # before launches, so a finished parent's bar ends first
             for action in actions:
                 if isinstance(action, LaunchTask):
                     self._launch(action, spec, nodes, functions)
+                    progress.launched(action.stage)
                 elif isinstance(action, KillTask):
                     self._backend.kill(action.task_id)
                 elif isinstance(action, Accumulate):
                     self._accumulate(action)
                 elif isinstance(action, JobSucceeded):
+                    progress.finish(True)  # checkpoints may run jobs of their own
                     self._finish_checkpoints(rdd)
                     return [r.value() for r in action.results]
                 elif isinstance(action, JobFailed):

@@ -184,6 +184,16 @@ class DAGScheduler:
                 prefs.append(loc)
         return tuple(prefs)
 
+    def stage_progress(self, stage: Stage) -> tuple[int, int]:
+        """``(done, total)`` partitions of ``stage`` for the running job (a read-only view for
+        progress display); ``(0, 0)`` for a result stage that is not the running job's."""
+        if stage.is_map:
+            outs = self.map_outputs.get(stage.shuffle_id) or ()
+            return sum(o is not None for o in outs), stage.num_tasks
+        if self.job is None or stage is not self.job.final:
+            return 0, 0
+        return len(self.job.results), len(self.job.partitions)
+
     def tick(self) -> list:
         """Check for stragglers to speculate on."""
         if not self.speculation or self.job is None:

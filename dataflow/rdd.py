@@ -25,6 +25,7 @@ from itertools import chain, pairwise
 from typing import Any
 
 from . import plan
+from .display import call_site, rdd_html
 from .pairs import PairOps
 from .rdd_actions import Actions
 from .serialize import refuse_pickling
@@ -49,6 +50,8 @@ class RDD(Actions, PairOps):
         self.is_cached = False
         self._checkpoint_requested = False
         self._checkpoint: tuple[str, Any] | None = None
+        #: ``"operation at file:line"`` of the user code that made this RDD
+        self.creation_site = call_site()
 
     # -- identity and lineage ------------------------------------------------------------
     @property
@@ -112,7 +115,8 @@ class RDD(Actions, PairOps):
         return f"{label}{type(self).__name__}[{self._id}]"
 
     def _repr_html_(self) -> str:
-        return f"<div><b>{self!r}</b>, {self._num_partitions} partitions</div>"
+        """Id, name, partitions, cached or not and lineage, for Jupyter."""
+        return rdd_html(self)
 
     def toDebugString(self) -> bytes:
         """The lineage, one RDD per line, indented at shuffle boundaries (bytes, like PySpark).
@@ -473,6 +477,7 @@ class ShuffledRDD(RDD):
         ctx = parent.ctx
         dep = ShuffleDependency(parent, spec.shuffle_id, spec)
         super().__init__(ctx, spec.partitioner.num_partitions, [dep], spec.partitioner)
+        dep.site = self.creation_site
         self._spec = spec
         self._sort_key = sort_key
         self._ascending = ascending

@@ -37,6 +37,7 @@ class ShuffleDependency:
         self.rdd = rdd
         self.shuffle_id = shuffle_id
         self.spec = spec  # a ShuffleWriteSpec
+        self.site = ""  # the call site of the operation that shuffles, set by ShuffledRDD
 
 
 @dataclass(eq=False)
