@@ -38,7 +38,6 @@ import os
 import queue
 import re
 import secrets
-import sys
 import threading
 import time
 from collections import deque
@@ -303,15 +302,11 @@ class ClusterBackend(TaskBackend):
             raise DataflowError("the substrate backend was stopped")
 
     def _make_executor_info(self, memory_budget: int) -> substrate.ExecutorInfo:
-        path = [p for p in sys.path if p]
-        old = os.environ.get("PYTHONPATH")
         env = {ENV_SECRET: self.secret.hex(), ENV_MEMORY: str(memory_budget),
-               ENV_BROADCAST_DIR: self._broadcast_dir(),
-               "PYTHONPATH": os.pathsep.join(path + ([old] if old else []))}
-        return substrate.ExecutorInfo(
-            executor_id="", name="dataflow executor", resources=EXECUTOR_RESOURCES,
-            command=substrate.CommandInfo(sys.executable, ["-m", "dataflow.executor"],
-                                          environment=env))
+               ENV_BROADCAST_DIR: self._broadcast_dir()}
+        return substrate.ExecutorInfo.for_python_module(
+            "", "dataflow.executor", name="dataflow executor", resources=EXECUTOR_RESOURCES,
+            environment=env)
 
     def _broadcast_dir(self) -> str:
         """Where executors look for broadcast files before asking the driver for them."""

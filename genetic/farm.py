@@ -29,7 +29,6 @@ import numpy as np
 
 import substrate
 from substrate import (
-    CommandInfo,
     Executor,
     ExecutorDriver,
     ExecutorInfo,
@@ -102,12 +101,9 @@ class FarmScheduler(Scheduler):
     # -- offers -------------------------------------------------------------------------------
 
     def _executor(self, eid: str) -> ExecutorInfo:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.pathsep.join([root] + [p for p in sys.path if p and p != root])
-        return ExecutorInfo(executor_id=eid, name="genetic evaluation farm",
-                            command=CommandInfo(sys.executable, ["-m", "genetic.farm"],
-                                                environment={"PYTHONPATH": path}),
-                            resources=self.executor_resources, data=self.problem_data)
+        return ExecutorInfo.for_python_module(
+            eid, "genetic.farm", name="genetic evaluation farm",
+            resources=self.executor_resources, data=self.problem_data)
 
     def resource_offers(self, driver: SchedulerDriver, offers: list) -> None:
         with self.cond:

@@ -35,7 +35,6 @@ import numpy as np
 
 import substrate
 from substrate import (
-    CommandInfo,
     ExecutorInfo,
     Filters,
     FrameworkInfo,
@@ -177,12 +176,9 @@ class GeneticScheduler(Scheduler):
                 self.by_task[slot.task_id] = slot
 
     def _executor_info(self, slot: _Slot) -> ExecutorInfo:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.pathsep.join([root] + [p for p in sys.path if p and p != root])
-        return ExecutorInfo(executor_id=slot.executor_id, name=f"genetic island {slot.index}",
-                            command=CommandInfo(sys.executable, ["-m", "genetic.executor"],
-                                                environment={"PYTHONPATH": path}),
-                            resources=self.executor_resources)
+        return ExecutorInfo.for_python_module(
+            slot.executor_id, "genetic.executor", name=f"genetic island {slot.index}",
+            resources=self.executor_resources)
 
     def _spec(self, slot: _Slot) -> bytes:
         run = self.run

@@ -75,28 +75,29 @@ def run_demo(agents: int = 2) -> int:
 
 
 def _genetic_section(master: str) -> bool:
-    """Run the GA demo against ``master`` in a child process; True when it succeeded."""
-    print("\ngenetic algorithm: 2 islands as executors on the same cluster")
-    try:
-        done = subprocess.run([sys.executable, "-m", "genetic.demo", "--master", master],
-                              check=False, timeout=120)
-    except subprocess.TimeoutExpired:
-        print("genetic: did not finish within 120 s")
-        return False
-    if done.returncode != 0:
-        print(f"genetic: failed with exit status {done.returncode}")
-    return done.returncode == 0
+    """The GA demo: 2 islands as executors on ``master``."""
+    return _child_section("genetic algorithm: 2 islands as executors on the same cluster",
+                          "genetic", master, timeout=120)
 
 
-def _dataflow_section(cluster_master: str) -> bool:
-    """Word count through ``dataflow`` on the same cluster, in a child process."""
-    print("\ndataflow: word count in executor processes on the same cluster")
+def _dataflow_section(master: str) -> bool:
+    """A word count through ``dataflow`` on ``master``."""
+    return _child_section("dataflow: word count in executor processes on the same cluster",
+                          "dataflow", master, timeout=60)
+
+
+def _child_section(title: str, package: str, master: str, timeout: float) -> bool:
+    """Run ``python -m PACKAGE.demo --master MASTER``; True when it succeeded.
+
+    A child process, because the substrate never imports the frameworks built on it.
+    """
+    print(f"\n{title}")
     try:
-        done = subprocess.run([sys.executable, "-m", "dataflow.demo", "--master",
-                               cluster_master], check=False, timeout=60)
+        done = subprocess.run([sys.executable, "-m", f"{package}.demo", "--master", master],
+                              check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
-        print("dataflow: did not finish within 60 s")
+        print(f"{package}: did not finish within {timeout:g} s")
         return False
     if done.returncode != 0:
-        print(f"dataflow: failed with exit status {done.returncode}")
+        print(f"{package}: failed with exit status {done.returncode}")
     return done.returncode == 0

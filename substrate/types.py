@@ -7,6 +7,9 @@ Enum values equal the wire numbers.
 from __future__ import annotations
 
 import enum
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -100,6 +103,35 @@ class ExecutorInfo:
     name: str = ""
     resources: Resources = field(default_factory=Resources)
     data: bytes = b""
+
+    @classmethod
+    def for_python_module(cls, executor_id: str, module: str, *, name: str = "",
+                          resources: Optional[Resources] = None,
+                          environment: Optional[dict[str, str]] = None,
+                          data: bytes = b"") -> "ExecutorInfo":
+        """An executor running ``python -m module`` with this interpreter and import path.
+
+        ``PYTHONPATH`` carries the directory holding ``module``'s top-level package, then this
+        process's ``sys.path``, then any inherited ``PYTHONPATH``, so the executor imports the
+        same code as the driver (the user's own modules included) on this machine.
+
+        Examples
+        --------
+        >>> info = ExecutorInfo.for_python_module("e1", "json.tool", name="demo")
+        >>> info.command.arguments
+        ['-m', 'json.tool']
+        """
+        spec = importlib.util.find_spec(module.split(".")[0])
+        roots: list[str] = []
+        if spec is not None and spec.submodule_search_locations:
+            roots = [os.path.dirname(loc) for loc in spec.submodule_search_locations]
+        elif spec is not None and spec.origin:
+            roots = [os.path.dirname(spec.origin)]
+        inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        path = list(dict.fromkeys(p for p in roots + sys.path + inherited if p))
+        env = {"PYTHONPATH": os.pathsep.join(path), **(environment or {})}
+        return cls(executor_id, CommandInfo(sys.executable, ["-m", module], environment=env),
+                   name, resources if resources is not None else Resources(), data)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 import substrate
 from substrate import (
-    CommandInfo, Executor, ExecutorDriver, ExecutorInfo, Filters, FrameworkInfo, Resources,
+    Executor, ExecutorDriver, ExecutorInfo, Filters, FrameworkInfo, Resources,
     Scheduler, SchedulerDriver, TaskInfo, TaskState, TaskStatus,
 )
 
@@ -104,9 +104,8 @@ class RunScheduler(Scheduler):
 
 
 def _executor_info() -> ExecutorInfo:
-    return ExecutorInfo(executor_id=EXECUTOR_ID, name="offerpool run",
-                        command=CommandInfo(sys.executable, ["-m", "substrate.frameworks.run"]),
-                        resources=EXECUTOR_RESOURCES)
+    return ExecutorInfo.for_python_module(EXECUTOR_ID, "substrate.frameworks.run",
+                                          name="offerpool run", resources=EXECUTOR_RESOURCES)
 
 
 def run_command(command: list[str], tasks: int = 1, *, master: Optional[str] = None,
