@@ -23,8 +23,6 @@ Wire format of framework messages (first byte is the kind):
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -45,7 +43,6 @@ from .tasks import DEFAULT_MEMORY, ExecutorEnv, run_task
 
 log = logging.getLogger("dataflow.executor")
 
-MAC_BYTES = 32
 #: Task results larger than this travel as a file reference instead of in the status.
 INLINE_RESULT_LIMIT = int(3.5 * 1024 * 1024)
 ENV_SECRET = "DATAFLOW_SECRET"
@@ -55,17 +52,16 @@ BROADCAST_TIMEOUT = 120.0
 
 
 def sign(key: bytes, payload: bytes) -> bytes:
-    """``MAC + payload``."""
-    return hmac.new(key, payload, hashlib.sha256).digest() + payload
+    """``payload`` sealed with the framework's key (:class:`substrate.PayloadKey`)."""
+    return substrate.PayloadKey(key).seal(payload)
 
 
 def verify(key: bytes, data: bytes) -> bytes:
     """The payload of ``sign(key, payload)``; raises DataflowError when the MAC is wrong."""
-    mac, payload = data[:MAC_BYTES], data[MAC_BYTES:]
-    if len(mac) != MAC_BYTES or not hmac.compare_digest(
-            mac, hmac.new(key, payload, hashlib.sha256).digest()):
-        raise DataflowError("payload signature mismatch: refusing to unpickle it")
-    return payload
+    try:
+        return substrate.PayloadKey(key).open(data)
+    except substrate.PayloadRejected:
+        raise DataflowError("payload signature mismatch: refusing to unpickle it") from None
 
 
 class DataflowExecutor(substrate.Executor):

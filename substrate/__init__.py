@@ -13,20 +13,23 @@ Examples
 True
 """
 from substrate.errors import (
-    ClusterError, ConnectionLost, InvalidRequest, RemoteError, ResourceError, SubscriptionError,
-    SubstrateError,
+    AccessDenied, AuthenticationError, ClusterError, ConnectionLost, InvalidRequest,
+    PayloadRejected, RemoteError, ResourceError, SubscriptionError, SubstrateError,
 )
 from substrate.executor import Executor, ExecutorDriver
 from substrate.files import RemoteFileNotFound, iter_agent_file, read_agent_file
 from substrate.local import LocalCluster
 from substrate.resources import Resources
 from substrate.scheduler import Scheduler, SchedulerDriver
+from substrate.security.client import Credentials
+from substrate.security.payload import PayloadKey
 from substrate.types import (
     TERMINAL_STATES, AgentInfo, CommandInfo, ExecutorInfo, Filters, FrameworkInfo, Offer, Reason,
     Source, TaskInfo, TaskState, TaskStatus,
 )
 
 __all__ = [
+    "AccessDenied", "AuthenticationError", "Credentials", "PayloadKey", "PayloadRejected",
     "AgentInfo", "ClusterError", "CommandInfo", "ConnectionLost", "Executor", "ExecutorDriver",
     "ExecutorInfo", "Filters", "FrameworkInfo", "InvalidRequest", "LocalCluster", "Offer",
     "Reason", "RemoteError", "RemoteFileNotFound", "ResourceError", "Resources", "Scheduler", "SchedulerDriver",

@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from substrate.security import cli as security_cli
+
 
 def _positive(text: str) -> float:
     value = float(text)
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--agent-missed-heartbeats", type=int, default=5)
     m.add_argument("--offer-timeout", type=_positive, default=60.0, help="seconds; 0 disables")
     m.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
+    security_cli.add_server_arguments(m)
 
     a = sub.add_parser("agent", help="run an agent in the foreground")
     a.add_argument("--master", required=True, help="HOST:PORT of the master")
@@ -49,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--ports", default="", help="port ranges, e.g. 31000-32000")
     a.add_argument("--hostname")
     a.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
+    security_cli.add_server_arguments(a)
 
     u = sub.add_parser("up", help="a master and one local agent in the foreground")
     u.add_argument("--port", type=int, default=5050)
@@ -66,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mem", type=_positive, default=32.0)
     r.add_argument("--timeout", type=_positive)
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND...")
+
+    _COMMANDS.update(security_cli.register(sub))
 
     d = sub.add_parser("demo", help="start an embedded cluster and run real work through it")
     d.add_argument("--agents", type=int, default=2)
@@ -104,7 +110,7 @@ def _master(args: argparse.Namespace) -> int:
                   f"state at {master.http_url}/state", flush=True)
 
     return master_main(args.host, args.port, None if args.http_port < 0 else args.http_port,
-                       config, ready=ready)
+                       config, ready=ready, security=security_cli.server_security_from_args(args))
 
 
 def _parse_ports(text: str) -> tuple:
@@ -139,7 +145,7 @@ def _agent(args: argparse.Namespace) -> int:
         else:
             print(f"agent {agent.agent_id} on {agent.address}, master {args.master}", flush=True)
 
-    return agent_main(config, ready=ready)
+    return agent_main(config, ready=ready, security=security_cli.server_security_from_args(args))
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -162,12 +168,18 @@ def _up(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import grpc
 
+    from substrate.security.client import Credentials, security_error
     from substrate.v1 import pb, rpc
 
+    creds = Credentials.from_environment()
     try:
-        with grpc.insecure_channel(args.master) as channel:
-            reply = rpc.MasterStub(channel).GetState(pb.StateRequest(), timeout=10)
+        with creds.channel(args.master) as channel:
+            reply = rpc.MasterStub(channel).GetState(pb.StateRequest(), timeout=10,
+                                                     metadata=creds.metadata)
     except grpc.RpcError as exc:
+        refused = security_error(exc, f"the master at {args.master}")
+        if refused is not None:
+            raise refused from None
         print(f"offerpool: cannot reach the master at {args.master}: {exc.code().name}",
               file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 import grpc
 
 from substrate import convert
+from substrate.security.client import security_error
 from substrate.v1 import pb, rpc
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ async def run_scheduler_stream(driver: "SchedulerDriver") -> None:
     lost_at = None
     epoch = 0
     while True:
-        channel = grpc.aio.insecure_channel(driver.master, options=CHANNEL_OPTIONS)
+        channel = driver.credentials.aio_channel(driver.master, CHANNEL_OPTIONS)
         stop_requested = False
         try:
             stop_requested, epoch = await _session(driver, channel, epoch)
@@ -54,6 +55,12 @@ async def run_scheduler_stream(driver: "SchedulerDriver") -> None:
             _callback(driver, "error", str(exc))
             stop_requested = True
         except (grpc.RpcError, ConnectionError) as exc:
+            refused = security_error(exc, f"the master at {driver.master}") \
+                if isinstance(exc, grpc.RpcError) else None
+            if refused is not None:  # wrong credentials or ACL: retrying cannot help
+                driver._error = refused
+                _callback(driver, "error", str(refused))
+                stop_requested = True
             log.debug("scheduler stream to %s broke: %s", driver.master, exc)
         finally:
             await channel.close(grace=None)
@@ -104,7 +111,7 @@ async def _session(driver: "SchedulerDriver", channel: grpc.aio.Channel,
             item.framework_id = driver.framework_id
             yield item
 
-    stream = stub.Scheduler(calls())
+    stream = stub.Scheduler(calls(), metadata=driver.credentials.metadata)
     try:
         async for event in stream:
             if event.epoch < epoch:

@@ -27,6 +27,18 @@ class SubscriptionError(SubstrateError):
     """The master refused or ended a framework's subscription."""
 
 
+class AuthenticationError(SubstrateError, PermissionError):
+    """A principal's token was missing, wrong or expired, or TLS could not be set up."""
+
+
+class AccessDenied(SubstrateError, PermissionError):
+    """An authenticated principal asked for something the ACL policy does not allow."""
+
+
+class PayloadRejected(SubstrateError, ValueError):
+    """A sealed payload failed its integrity check (forged, truncated or another key)."""
+
+
 class ClusterError(SubstrateError):
     """An embedded cluster could not be started or failed."""
 

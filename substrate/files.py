@@ -22,6 +22,7 @@ from typing import Iterator, Optional
 import grpc
 
 from substrate.errors import ConnectionLost, InvalidRequest, SubstrateError
+from substrate.security.client import Credentials, security_error
 from substrate.v1 import pb, rpc
 
 
@@ -29,22 +30,24 @@ class RemoteFileNotFound(SubstrateError, FileNotFoundError):
     """The agent has no such file in that area."""
 
 
-_channels: dict[str, grpc.Channel] = {}
+_channels: dict[tuple, grpc.Channel] = {}
 _lock = threading.Lock()
 _OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
-def _stub(address: str) -> "rpc.AgentStub":
+def _stub(address: str, creds: Credentials) -> "rpc.AgentStub":
+    key = (address, creds.ca, creds.cert, creds.key, creds.server_name)
     with _lock:
-        channel = _channels.get(address)
+        channel = _channels.get(key)
         if channel is None:
-            channel = _channels[address] = grpc.insecure_channel(address, options=_OPTIONS)
+            channel = _channels[key] = creds.channel(address, _OPTIONS)
     return rpc.AgentStub(channel)
 
 
 def iter_agent_file(address: str, framework_id: str, path: str, *,
                     sandbox: Optional[str] = None, offset: int = 0, length: int = -1,
-                    timeout: float = 60.0) -> Iterator[bytes]:
+                    timeout: float = 60.0,
+                    credentials: Optional[Credentials] = None) -> Iterator[bytes]:
     """Stream a file in chunks of up to 1 MiB.
 
     Parameters
@@ -57,16 +60,23 @@ def iter_agent_file(address: str, framework_id: str, path: str, *,
         (an executor or command-task id).
     offset, length : int
         Byte range; ``length=-1`` reads to the end.
+    credentials : Credentials, optional
+        Principal, token and TLS files (default: the ``OFFERPOOL_*`` environment variables).
     """
+    creds = Credentials.resolve(credentials)
     request = pb.ReadFileRequest(
         framework_id=framework_id, path=path, offset=offset, length=length,
         area=pb.ReadFileRequest.SANDBOX if sandbox else pb.ReadFileRequest.FRAMEWORK,
         name=sandbox or "")
     try:
-        for chunk in _stub(address).ReadFile(request, timeout=timeout):
+        for chunk in _stub(address, creds).ReadFile(request, timeout=timeout,
+                                                    metadata=creds.metadata):
             if chunk.data:
                 yield chunk.data
     except grpc.RpcError as exc:
+        refused = security_error(exc, f"reading {path} from agent {address}")
+        if refused is not None:
+            raise refused from None
         code = exc.code()
         if code == grpc.StatusCode.NOT_FOUND:
             raise RemoteFileNotFound(f"{path} on {address}: {exc.details()}") from None
@@ -77,7 +87,8 @@ def iter_agent_file(address: str, framework_id: str, path: str, *,
 
 def read_agent_file(address: str, framework_id: str, path: str, *,
                     sandbox: Optional[str] = None, offset: int = 0, length: int = -1,
-                    timeout: float = 60.0) -> bytes:
+                    timeout: float = 60.0, credentials: Optional[Credentials] = None) -> bytes:
     """Read a whole file (or a byte range) kept on an agent; see :func:`iter_agent_file`."""
     return b"".join(iter_agent_file(address, framework_id, path, sandbox=sandbox,
-                                    offset=offset, length=length, timeout=timeout))
+                                    offset=offset, length=length, timeout=timeout,
+                                    credentials=credentials))

@@ -19,6 +19,7 @@ import grpc
 from substrate import convert
 from substrate.aio_loops import new_loop, start_loop_thread
 from substrate.errors import ConnectionLost, SubscriptionError, SubstrateError
+from substrate.security.client import Credentials
 from substrate.types import Filters, FrameworkInfo, Offer, TaskInfo, TaskStatus
 from substrate.v1 import pb, rpc
 
@@ -87,6 +88,15 @@ class SchedulerDriver:
         Acknowledge each status update after ``status_update`` returns (default).
     reconnect_timeout : float
         How long to keep trying to re-subscribe after the stream breaks.
+    credentials : Credentials, optional
+        Principal, token and TLS files (default: the ``OFFERPOOL_*`` environment variables).
+        A wrong, missing or expired token, or a role or user the master's ACL refuses, ends
+        the driver with :class:`~substrate.errors.AuthenticationError` or
+        :class:`~substrate.errors.AccessDenied` (raised by :meth:`wait_registered`).
+    share_credentials : bool
+        Copy the credentials' ``OFFERPOOL_*`` variables into the environment of the executors
+        this driver launches (unless a task sets them), so they can read files from other
+        agents (dataflow's shuffle does).
 
     Examples
     --------
@@ -101,7 +111,12 @@ class SchedulerDriver:
     """
 
     def __init__(self, scheduler: Scheduler, framework: FrameworkInfo, master: str, *,
-                 implicit_acknowledgements: bool = True, reconnect_timeout: float = 60.0) -> None:
+                 implicit_acknowledgements: bool = True, reconnect_timeout: float = 60.0,
+                 credentials: Optional[Credentials] = None,
+                 share_credentials: bool = True) -> None:
+        self.credentials = Credentials.resolve(credentials)
+        self.credentials.check_target(master)
+        self._executor_env = self.credentials.environment() if share_credentials else {}
         self.scheduler = scheduler
         self.framework = framework
         self.master = master
@@ -142,7 +157,7 @@ class SchedulerDriver:
         """Block until subscribed; return the framework id."""
         if not self._registered.wait(timeout):
             raise ConnectionLost(f"not subscribed to {self.master} within {timeout} s")
-        if self._error is not None and not self.framework_id:
+        if self._error is not None and (not self.framework_id or not self._subscriptions):
             raise self._error
         if not self.framework_id:
             raise ConnectionLost("driver stopped before subscribing")
@@ -190,7 +205,13 @@ class SchedulerDriver:
         call.accept.offer_ids.extend(ids)
         op = call.accept.operations.add(type=pb.Call.Operation.LAUNCH)
         for task in tasks:
-            convert.task_to_pb(task, op.tasks.add())
+            msg = op.tasks.add()
+            convert.task_to_pb(task, msg)
+            if self._executor_env and msg.HasField("executor"):
+                env = msg.executor.command.environment
+                for key, value in self._executor_env.items():
+                    if key not in env:
+                        env[key] = value
         _set_filters(call.accept.filters, filters)
         self._send(call)
 

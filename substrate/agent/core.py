@@ -63,6 +63,7 @@ class AgentCore:
         self.config = config
         self.resources = resources
         self.address = ""
+        self.executor_endpoint = ""  # set when executors use a port of their own (TLS on)
         self.agent_id = ""
         self.epoch = 0
         self.heartbeat_interval = DEFAULT_HEARTBEAT

@@ -24,7 +24,9 @@ from substrate.agent.config import AgentConfig
 from substrate.agent.core import AgentCore
 from substrate.agent.records import Executor, executor_event
 from substrate.agent.resources_probe import probe
-from substrate.errors import ClusterError, InvalidRequest
+from substrate.errors import AccessDenied, AuthenticationError, ClusterError, InvalidRequest
+from substrate.security.client import Credentials
+from substrate.security.server import ServerSecurity
 from substrate.v1 import pb, rpc
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,9 @@ _FIRST_BACKOFF = 0.05
 class _ExecutorService(rpc.AgentServicer):
     """``Agent.Executor``: one bidirectional stream per executor process."""
 
-    def __init__(self, core: AgentCore) -> None:
+    def __init__(self, core: AgentCore, security: ServerSecurity) -> None:
         self.core = core
+        self.security = security
 
     async def Executor(self, request_iterator, context):  # noqa: N802 (gRPC method name)
         first = await context.read()
@@ -63,6 +66,12 @@ class _ExecutorService(rpc.AgentServicer):
             reader.cancel()
 
     async def ReadFile(self, request, context):  # noqa: N802 (gRPC method name)
+        try:
+            framework = self.core.frameworks.get(request.framework_id)
+            self.security.authorize(self.security.principal(context), "read_sandboxes",
+                                    framework.principal if framework is not None else "")
+        except (AccessDenied, AuthenticationError) as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         try:
             path = files.resolve(self.core.config.work_dir, request)
             for chunk in files.read_chunks(path, request.offset, request.length):
@@ -96,6 +105,9 @@ class Agent:
     ----------
     config : AgentConfig
         Where the master is, what to offer, timings.
+    security : ServerSecurity, optional
+        Credentials, ACLs and TLS of the agent's server, and (``security.client``) what it
+        presents to the master; default: none (loopback only) and ``OFFERPOOL_*`` variables.
 
     Examples
     --------
@@ -108,8 +120,10 @@ class Agent:
         await agent.stop()
     """
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, security: Optional[ServerSecurity] = None) -> None:
         self.config = config.validate()
+        self.security = security or ServerSecurity()
+        self.credentials = Credentials.resolve(self.security.client)
         resources = config.resources if config.resources is not None else probe(config.work_dir)
         self.core = AgentCore(config, resources)
         self.core.on_shutdown = self._shutdown_requested
@@ -155,13 +169,21 @@ class Agent:
             raise ClusterError("agent already started")
         os.makedirs(self.config.work_dir, exist_ok=True)
         limit = self.config.grpc_message_limit
+        self.security.check_bind(self.config.host, "agent")
+        if self.config.master:
+            self.credentials.check_target(self.config.master)
         self._server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-        ])
-        rpc.add_AgentServicer_to_server(_ExecutorService(self.core), self._server)
+        ], interceptors=self.security.interceptors())
+        rpc.add_AgentServicer_to_server(_ExecutorService(self.core, self.security), self._server)
         bind = f"{self.config.host}:{self.config.port}"
         try:
-            port = self._server.add_insecure_port(bind)
+            port = self.security.add_port(self._server, bind)
+            if self.security.tls:
+                # Executors are local children without certificates: they get a loopback
+                # port of their own (their SUBSCRIBE is checked against a launch secret).
+                local = self._server.add_insecure_port("127.0.0.1:0")
+                self.core.executor_endpoint = f"127.0.0.1:{local}"
         except RuntimeError as exc:
             raise ClusterError(f"agent cannot listen on {bind}: {exc}") from None
         await self._server.start()
@@ -205,9 +227,9 @@ class Agent:
         options = [("grpc.max_receive_message_length", limit),
                    ("grpc.max_send_message_length", limit)]
         while not self._stopping:
-            channel = grpc.aio.insecure_channel(self.config.master, options=options)
+            channel = self.credentials.aio_channel(self.config.master, options)
             try:
-                call = rpc.MasterStub(channel).Agent()
+                call = rpc.MasterStub(channel).Agent(metadata=self.credentials.metadata)
                 await call.write(self.core.registration_call())
                 writer = asyncio.ensure_future(self._drain_outbox(call))
                 try:
@@ -224,6 +246,10 @@ class Agent:
                 raise
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
+                if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    # Keep retrying (an operator may fix the credentials file) but say why.
+                    log.error("the master %s refused this agent: %s", self.config.master,
+                              exc.details() if hasattr(exc, "details") else code)
                 log.info("master %s unreachable (%s); retrying in %.2f s",
                          self.config.master, code, backoff)
             except Exception:
@@ -248,7 +274,8 @@ class Agent:
             log.exception("writing to the master failed")
 
 
-def main(config: AgentConfig, ready: "Callable[[Agent], None] | None" = None) -> int:
+def main(config: AgentConfig, ready: "Callable[[Agent], None] | None" = None,
+         security: Optional[ServerSecurity] = None) -> int:
     """Run an agent until SIGINT/SIGTERM or the master's SHUTDOWN; returns the exit code.
 
     ``ready``, if given, is called with the agent once the master has registered it.
@@ -267,7 +294,7 @@ def main(config: AgentConfig, ready: "Callable[[Agent], None] | None" = None) ->
         for sig in (signal.SIGINT, signal.SIGTERM):   # before start: no window without them
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        agent = Agent(config)
+        agent = Agent(config, security)
         await agent.start()
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(agent.stopped.wait())]
         if ready is not None:

@@ -155,7 +155,7 @@ class Launcher:
         token = secrets.token_urlsafe(32)
         sandbox = sandbox_path(core.config.work_dir, fid, eid)
         env = self._environment(fid, info.command, str(sandbox), {
-            "SUBSTRATE_AGENT_ENDPOINT": core.address, "SUBSTRATE_EXECUTOR_ID": eid,
+            "SUBSTRATE_AGENT_ENDPOINT": core.executor_endpoint or core.address, "SUBSTRATE_EXECUTOR_ID": eid,
             "SUBSTRATE_EXECUTOR_TOKEN": token,
             "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
         })

@@ -224,6 +224,7 @@ class MasterCore:
         acks_for_gone: list = []
         for status in statuses:
             self.counters["status_updates"] += 1
+            validation.cap_status_data(status, self.config.max_payload)
             fw = self.frameworks.get(status.framework_id)
             if fw is None:
                 if status.uuid:

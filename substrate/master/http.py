@@ -15,26 +15,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from substrate.master.core import MasterCore
 from substrate.master.state_view import MasterCollector, state_snapshot
+from substrate.security.server import ServerSecurity
 
 
 class MasterHttp:
     """Serve ``/state`` and ``/metrics`` of ``core`` on ``host:port`` (0: any free port)."""
 
     def __init__(self, core: MasterCore, loop: asyncio.AbstractEventLoop,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0,
+                 security: "ServerSecurity | None" = None) -> None:
         self.core, self.loop = core, loop
+        self.security = security or ServerSecurity()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MasterCollector(core))
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
+        tls = self.security.http_ssl_context()
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.thread = threading.Thread(target=self.server.serve_forever, name="master-http",
                                        daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self) -> None:
         self.thread.start()
@@ -59,6 +66,10 @@ def _make_handler(http: MasterHttp) -> type:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
+            if path != "/health":  # same bearer tokens and view_state ACL as GetState
+                code, reason = http.security.check_http(self.headers)
+                if code != 200:
+                    return self._send(code, "text/plain", f"{reason}\n".encode())
             try:
                 if path == "/state":
                     self._send(200, "application/json", http.state_json())

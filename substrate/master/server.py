@@ -16,6 +16,7 @@ import grpc
 from substrate.master.core import MasterConfig, MasterCore
 from substrate.master.http import MasterHttp
 from substrate.master.service import MasterService
+from substrate.security.server import ServerSecurity
 from substrate.v1 import rpc
 
 log = logging.getLogger("substrate.master")
@@ -45,13 +46,17 @@ class Master:
     http_port : int or None
         HTTP port (0: any free port; None: no HTTP endpoints).
     config : MasterConfig, optional
+    security : ServerSecurity, optional
+        Credentials, ACLs and TLS; default: none, which only a loopback ``host`` allows.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: Optional[int] = 0,
-                 config: Optional[MasterConfig] = None) -> None:
+                 config: Optional[MasterConfig] = None,
+                 security: Optional[ServerSecurity] = None) -> None:
         self.host, self.port, self.http_port = host, port, http_port
+        self.security = security or ServerSecurity()
         self.core = MasterCore(time.monotonic, config)
-        self.service = MasterService(self.core)
+        self.service = MasterService(self.core, self.security)
         self.server: Optional[grpc.aio.Server] = None
         self.http: Optional[MasterHttp] = None
 
@@ -64,16 +69,19 @@ class Master:
         return self.http.url if self.http is not None else ""
 
     async def start(self) -> None:
-        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.security.check_bind(self.host, "master")
+        self.server = grpc.aio.server(options=GRPC_OPTIONS,
+                                      interceptors=self.security.interceptors())
         rpc.add_MasterServicer_to_server(self.service, self.server)
-        bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        bound = self.security.add_port(self.server, f"{self.host}:{self.port}")
         if bound == 0:
             raise OSError(f"could not bind the master to {self.host}:{self.port}")
         self.port = bound
         await self.server.start()
         self.service.start_timers()
         if self.http_port is not None:
-            self.http = MasterHttp(self.core, asyncio.get_running_loop(), self.host, self.http_port)
+            self.http = MasterHttp(self.core, asyncio.get_running_loop(), self.host, self.http_port,
+                                   security=self.security)
             self.http.start()
             self.service.dashboard_url = self.http.url
         log.info("master %s listening on %s", self.core.master_id, self.address)
@@ -87,11 +95,12 @@ class Master:
 
 
 def main(host: str = "127.0.0.1", port: int = 5050, http_port: Optional[int] = 5051,
-         config: Optional[MasterConfig] = None, ready=None) -> int:
+         config: Optional[MasterConfig] = None, ready=None,
+         security: Optional[ServerSecurity] = None) -> int:
     """Run a master in the foreground until SIGINT or SIGTERM."""
 
     async def run() -> None:
-        master = Master(host, port, http_port, config)
+        master = Master(host, port, http_port, config, security)
         await master.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -15,10 +15,12 @@ from typing import AsyncIterator, Awaitable, Callable, Optional
 
 import grpc
 
-from substrate.errors import InvalidRequest
+from substrate.errors import AccessDenied, AuthenticationError, InvalidRequest
 from substrate.master.calls import handle_call
 from substrate.master.core import MasterCore
 from substrate.master.state_view import state_snapshot
+from substrate.security import master_checks
+from substrate.security.server import ServerSecurity
 from substrate.v1 import pb, rpc
 
 log = logging.getLogger("substrate.master")
@@ -39,8 +41,9 @@ class _Conn:
 class MasterService(rpc.MasterServicer):
     """Serves ``substrate.v1.Master`` for one :class:`MasterCore`."""
 
-    def __init__(self, core: MasterCore) -> None:
+    def __init__(self, core: MasterCore, security: Optional[ServerSecurity] = None) -> None:
         self.core = core
+        self.security = security or ServerSecurity()
         self.frameworks: dict[str, _Conn] = {}
         self.agents: dict[str, _Conn] = {}
         self._generation = 0
@@ -137,7 +140,16 @@ class MasterService(rpc.MasterServicer):
                 message="the first call must be SUBSCRIBE", call_type=first.type, fatal=True))
             return
         try:
-            fid = core.framework_subscribe(first.subscribe.framework_info)
+            info = first.subscribe.framework_info
+            master_checks.check_subscribe(self.security, core.frameworks,
+                                          self.security.principal(context), info)
+        except (AccessDenied, AuthenticationError) as exc:
+            core.counters["invalid_calls"] += 1
+            log.warning("refused a subscription: %s", exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            return
+        try:
+            fid = core.framework_subscribe(info)
         except InvalidRequest as exc:
             core.counters["invalid_calls"] += 1
             yield core.event(pb.Event.ERROR, error=pb.Event.Error(
@@ -191,6 +203,12 @@ class MasterService(rpc.MasterServicer):
         if first.type not in (pb.AgentCall.REGISTER, pb.AgentCall.REREGISTER):
             return
         try:
+            self.security.authorize(self.security.principal(context), "register_agents")
+        except (AccessDenied, AuthenticationError) as exc:
+            log.warning("refused agent registration: %s", exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            return
+        try:
             aid = core.agent_register(first)
         except InvalidRequest as exc:
             log.warning("refused agent registration: %s", exc)
@@ -242,4 +260,23 @@ class MasterService(rpc.MasterServicer):
     # ------------------------------------------------------------------ state
     async def GetState(self, request: "pb.StateRequest",
                        context: grpc.aio.ServicerContext) -> "pb.StateResponse":
+        try:
+            self.security.authorize(self.security.principal(context), "view_state")
+        except (AccessDenied, AuthenticationError) as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         return pb.StateResponse(json=json.dumps(state_snapshot(self.core)))
+
+    async def Teardown(self, request: "pb.TeardownRequest",
+                       context: grpc.aio.ServicerContext) -> "pb.TeardownResponse":
+        fw = self.core.frameworks.get(request.framework_id)
+        if fw is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"framework {request.framework_id!r} is unknown")
+        try:
+            master_checks.check_teardown(self.security, self.security.principal(context), fw)
+        except (AccessDenied, AuthenticationError) as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        self.core.outbox.append(("close_framework", fw.framework_id, None))
+        self.core.remove_framework(fw.framework_id)
+        self.flush()
+        return pb.TeardownResponse()

@@ -36,6 +36,19 @@ def check_payload(kind: str, data: bytes, cap: int) -> None:
         raise InvalidRequest(f"{kind} is {len(data)} bytes, over the cap of {cap} bytes")
 
 
+def cap_status_data(status: "pb.TaskStatus", cap: int) -> None:
+    """Drop an oversized status ``data`` (saying so in its message) instead of the update.
+
+    Refusing the whole update would make the agent resend it forever and lose the state
+    change; the state is what matters, the data is the framework's opaque extra.
+    """
+    if len(status.data) > cap:
+        size = len(status.data)
+        status.data = b""
+        status.message = (f"{status.message} [status data of {size} bytes dropped: over the "
+                          f"cap of {cap} bytes]").strip()
+
+
 def check_resources(kind: str, msg: "pb.Resources") -> Resources:
     """Convert wire resources, refusing negative, NaN and infinite values."""
     try:
