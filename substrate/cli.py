@@ -137,7 +137,7 @@ def _agent(args: argparse.Namespace) -> int:
             ports=_parse_ports(args.ports) if args.ports else probed.ports)
     config = AgentConfig(master=args.master, host=args.host, port=args.port,
                          work_dir=args.work_dir, resources=resources,
-                         hostname=args.hostname or None)
+                         **({"hostname": args.hostname} if args.hostname else {}))
 
     def ready(agent) -> None:
         if args.ready_json:
