@@ -4,15 +4,22 @@ Round trip = a task launched on an offer → FINISHED reported by its (reused) e
 acknowledged by the scheduler, through an embedded cluster of 2 agents. The scheduler keeps
 every offer busy (tasks of 0.01 cpu), so this measures the pipeline's throughput.
 
+The same round trips are also measured with security on (in-process master and agents): every
+RPC authenticated with a token, mutual TLS on scheduler↔master and agent↔master, and an ACL
+policy, next to the plaintext figure of the same run.
+
 Run: ``python benchmarks/bench_substrate.py [--tasks 20000] [--repeat 3]``
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
 
@@ -80,6 +87,87 @@ def round_trips(total: int, processes: bool) -> float:
     return total / elapsed
 
 
+@contextlib.contextmanager
+def secured_cluster(agents: int = 2):
+    """Master and agents on one background loop with tokens, mutual TLS and an ACL policy;
+    yields the scheduler's :class:`substrate.Credentials` and the master's address."""
+    from substrate import Credentials
+    from substrate.agent import Agent, AgentConfig
+    from substrate.aio_loops import start_loop_thread
+    from substrate.master import Master
+    from substrate.security import Policy, ServerSecurity
+    from substrate.security.certs import init_ca
+    from substrate.security.tokens import CredentialStore, add_principal
+
+    with tempfile.TemporaryDirectory(prefix="bench-sec-") as tmp:
+        certs = init_ca(os.path.join(tmp, "certs"))
+        path = os.path.join(tmp, "credentials.json")
+        agent_token = add_principal(path, "agent", "agent")
+        bench_token = add_principal(path, "bench", "framework")
+        policy = Policy.from_dict({
+            "register_frameworks": [{"principals": ["bench"], "roles": ["*"]}],
+            "run_tasks": [{"principals": ["bench"], "users": ["*"]}],
+            "register_agents": [{"principals": ["agent"]}]})
+
+        def creds(principal: str, token: str) -> Credentials:
+            return Credentials(principal, token, ca=certs["ca"], cert=certs["client"],
+                               key=certs["client_key"])
+
+        def security() -> ServerSecurity:
+            return ServerSecurity(CredentialStore.load(path), policy, certs["server"],
+                                  certs["server_key"], certs["ca"],
+                                  client=creds("agent", agent_token))
+
+        loop, thread = start_loop_thread("bench-secured-cluster")
+        started: list = []
+
+        async def start() -> str:
+            master = Master("127.0.0.1", 0, None, None, security())
+            await master.start()
+            started.append(master)
+            for i in range(agents):
+                agent = Agent(AgentConfig(
+                    master=master.address, work_dir=os.path.join(tmp, f"agent{i}"),
+                    resources=Resources(cpus=1, mem=1024, disk=1024), hostname=f"bench-{i}"),
+                    security())
+                await agent.start()
+                started.append(agent)
+            await asyncio.gather(*(asyncio.wait_for(a.registered.wait(), 30)
+                                   for a in started[1:]))
+            return master.address
+
+        async def stop() -> None:
+            for daemon in reversed(started):
+                await daemon.stop()
+
+        address = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+        try:
+            yield creds("bench", bench_token), address
+        finally:
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(60)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+
+def secured_round_trips(total: int) -> float:
+    with secured_cluster() as (creds, master):
+        warm = Flood(200)
+        driver = SchedulerDriver(warm, FrameworkInfo(name="warm-up", user="bench"), master,
+                                 credentials=creds).start()
+        warm.done.wait(60)
+        driver.stop()
+        sched = Flood(total)
+        driver = SchedulerDriver(sched, FrameworkInfo(name="bench", user="bench"), master,
+                                 credentials=creds)
+        t0 = time.perf_counter()
+        driver.start()
+        if not sched.done.wait(600):
+            raise RuntimeError(f"only {sched.finished} of {total} tasks finished")
+        elapsed = time.perf_counter() - t0
+        driver.stop()
+    return total / elapsed
+
+
 class FirstRunning(Scheduler):
     def __init__(self) -> None:
         self.running = threading.Event()
@@ -125,6 +213,17 @@ def main() -> int:
         rates = [round_trips(args.tasks, processes) for _ in range(args.repeat)]
         starts = [first_running(processes) for _ in range(args.repeat)]
         rows.append((mode, statistics.median(rates), statistics.median(starts)))
+    plain, secured = [], []
+    for _ in range(args.repeat):  # interleaved, so both see the same machine load
+        plain.append(round_trips(args.tasks, False))
+        secured.append(secured_round_trips(args.tasks))
+    print()
+    print(f"| in-process master+agents, 2 agents | round trips/s (median of {args.repeat}) "
+          "| vs plaintext |")
+    print("| --- | --- | --- |")
+    p, q = statistics.median(plain), statistics.median(secured)
+    print(f"| plaintext, no authentication | {p:,.0f} | 1.00× |")
+    print(f"| tokens + mutual TLS + ACL policy | {q:,.0f} | {q / p:.2f}× |")
     print()
     print(f"| embedded cluster, 2 agents | round trips/s (median of {args.repeat}) | vs goal 1,000/s "
           "| LocalCluster() → first RUNNING |")

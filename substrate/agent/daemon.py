@@ -107,7 +107,8 @@ class Agent:
         Where the master is, what to offer, timings.
     security : ServerSecurity, optional
         Credentials, ACLs and TLS of the agent's server, and (``security.client``) what it
-        presents to the master; default: none (loopback only) and ``OFFERPOOL_*`` variables.
+        presents to the master (``offerpool agent`` fills it from ``OFFERPOOL_*`` variables);
+        default: none, which only a loopback ``config.host`` allows.
 
     Examples
     --------
@@ -123,7 +124,7 @@ class Agent:
     def __init__(self, config: AgentConfig, security: Optional[ServerSecurity] = None) -> None:
         self.config = config.validate()
         self.security = security or ServerSecurity()
-        self.credentials = Credentials.resolve(self.security.client)
+        self.credentials = self.security.client or Credentials()
         resources = config.resources if config.resources is not None else probe(config.work_dir)
         self.core = AgentCore(config, resources)
         self.core.on_shutdown = self._shutdown_requested
