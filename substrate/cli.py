@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--gpus", type=_positive)
     a.add_argument("--ports", default="", help="port ranges, e.g. 31000-32000")
     a.add_argument("--hostname")
+    a.add_argument("--isolation", choices=("auto", "cgroups", "posix", "none"), default="auto",
+                   help="how executors are confined (default: cgroups if writable, else posix)")
+    a.add_argument("--pids-limit", type=int, default=1024, help="processes per executor")
     a.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
 
     u = sub.add_parser("up", help="a master and one local agent in the foreground")
@@ -131,7 +134,8 @@ def _agent(args: argparse.Namespace) -> int:
             ports=_parse_ports(args.ports) if args.ports else probed.ports)
     config = AgentConfig(master=args.master, host=args.host, port=args.port,
                          work_dir=args.work_dir, resources=resources,
-                         hostname=args.hostname or None)
+                         hostname=args.hostname or None, isolation=args.isolation,
+                         container_pids_max=args.pids_limit)
 
     def ready(agent) -> None:
         if args.ready_json:
