@@ -182,3 +182,35 @@ def test_missing_program_is_a_launch_failure_under_isolation(tmp_path):
             st = await h.expect_status("nope", S.FAILED)
             assert st.reason == S.CONTAINER_LAUNCH_FAILED
     run(body())
+
+
+@pytest.mark.parametrize("isolation", [
+    pytest.param("cgroups", marks=needs_cgroups), "posix"])
+def test_framework_sees_memory_failure_and_state_names_isolation(isolation, no_leaks):
+    """Through a real master and scheduler: the reason reaches the framework; /state says
+    which isolation each agent enforces."""
+    import json
+    import urllib.request
+
+    from substrate import LocalCluster, Reason, TaskState
+
+    from .cluster_helpers import Recorder, start
+
+    options = {"isolation": isolation, "isolation_poll_interval": 0.05}
+    with LocalCluster(agents=1, cpus=2, mem=1024, agent_options=options) as cluster:
+        with urllib.request.urlopen(cluster.dashboard_url + "/state", timeout=10) as resp:
+            state = json.load(resp)
+        expected = "posix" if isolation == "posix" else ("cgroups-v1", "cgroups-v2")
+        assert state["agents"][0]["isolation"] in expected
+        rec = Recorder()
+        driver = start(cluster.master, rec, name="iso")
+        try:
+            hog = f"{sys.executable} -c \"import time; x = bytearray(b'1') * (400 * 2**20); " \
+                  "time.sleep(60)\""
+            rec.submit(driver, "hog", mem=48, payload=hog.encode())
+            rec.submit(driver, "fine", mem=32, payload=b"true")
+            st = rec.wait_state("hog", TaskState.FAILED, timeout=60)
+            assert st.reason == Reason.CONTAINER_LIMITATION_MEMORY, st
+            rec.wait_state("fine", TaskState.FINISHED, timeout=60)
+        finally:
+            driver.stop()
