@@ -16,7 +16,8 @@ import grpc
 from substrate.master.core import MasterConfig, MasterCore
 from substrate.master.http import MasterHttp
 from substrate.master.service import MasterService
-from substrate.v1 import rpc
+from substrate.master.wire import add_master_service
+
 
 log = logging.getLogger("substrate.master")
 
@@ -65,7 +66,7 @@ class Master:
 
     async def start(self) -> None:
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
-        rpc.add_MasterServicer_to_server(self.service, self.server)
+        add_master_service(self.service, self.server)
         bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
         if bound == 0:
             raise OSError(f"could not bind the master to {self.host}:{self.port}")
