@@ -35,7 +35,7 @@ def tolerant_parser(cls) -> Callable[[bytes], Any]:
     Examples
     --------
     >>> parse = tolerant_parser(pb.StateRequest)
-    >>> type(parse(b"")).__name__, type(parse(b"\\x00\\x00")).__name__
+    >>> type(parse(b"")).__name__, type(parse(b"\\xff")).__name__
     ('StateRequest', 'Malformed')
     """
     def parse(data: bytes):
