@@ -69,7 +69,7 @@ def state_snapshot(core: MasterCore) -> dict:
         "roles": shares.get("roles", {}),
         "offers": len(core.offers),
         "counters": dict(core.counters),
-        "isolation": "process-group",
+        "isolation": sorted({a["isolation"] for a in agents}),   # per agent under "agents"
     }
 
 

@@ -71,6 +71,11 @@ def test_memory_hog_fails_with_memory_reason_neighbours_run(tmp_path, no_leaks):
             calm_pid = int(calm.message.split()[-1])
             limits = container_of(h, "calm")
             assert limits["mem_mib"] == 32 and limits["pids_max"] == 1024
+            if "cpu" in limits.get("cgroups", {}):   # cgroup v1: the kernel holds the limits
+                cpu, mem = limits["cgroups"]["cpu"], limits["cgroups"]["memory"]
+                assert cgroupfs.read(os.path.join(cpu, "cpu.shares")).strip() == "102"
+                assert cgroupfs.read(os.path.join(cpu, "cpu.cfs_quota_us")).strip() == "10000"
+                assert int(cgroupfs.read(os.path.join(mem, "memory.limit_in_bytes"))) == 32 * 2**20
             # An executor whose task goes far past executor (96) + task (64) MiB.
             h.run_tasks(hog_task("hog", b"alloc:600", "ex-hog", mem=64))
             await h.expect_status("hog", S.RUNNING, timeout=60)
@@ -143,8 +148,9 @@ def test_kill_takes_processes_that_left_the_group(tmp_path, no_leaks, isolation)
             await wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(),
                              what="the escaped pid")
             escaped = int(pid_file.read_text())
-            await wait_until(lambda: pid_alive(escaped), what="escaped process up")
-            assert os.getpgid(escaped) != h.agent.core.tasks[("fw-1", "t")].proc.pgid
+            group = h.agent.core.tasks[("fw-1", "t")].proc.pgid
+            await wait_until(lambda: pid_alive(escaped) and os.getpgid(escaped) != group,
+                             what="the child to leave its task's process group")
             h.kill("t")
             await h.expect_status("t", S.KILLED)
             await wait_until(lambda: not pid_alive(escaped), timeout=20,

@@ -116,8 +116,8 @@ def test_job_across_hosts_partition_and_return(network, tmp_path):
     net, procs = network
     master_addr = net.addr("master")
     master = Proc(cli(net, "master", "master", "--host", master_addr, "--port", "5050",
-                      "--http-port", "5051", "--agent-heartbeat", "0.5",
-                      "--agent-missed-heartbeats", "4"), "master")
+                      "--http-port", "5051", "--agent-heartbeat", "1",
+                      "--agent-missed-heartbeats", "5"), "master")
     procs.append(master)
     http = master.wait_for(lambda m: "http" in m, 60, "master ready")["http"]
     assert master_addr in http
@@ -162,7 +162,7 @@ def test_job_across_hosts_partition_and_return(network, tmp_path):
                 assert status(fw, f"{name}-{host}-{i}", "FINISHED")["agent"] == aid
             status(fw, f"{name}-{host}-long", "RUNNING")
 
-    # Cut agent-b off for longer than 4 missed heartbeats of 0.5 s.
+    # Cut agent-b off for longer than 5 missed heartbeats of 1 s.
     victim = agent_ids["agent-b"]
     net.cut("agent-b")
     aware, plain = frameworks["aware"], frameworks["plain"]

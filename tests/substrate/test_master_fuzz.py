@@ -55,7 +55,7 @@ def _spawn(*args: str) -> tuple[subprocess.Popen, dict]:
 def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("fuzz-agent")
     master, info = _spawn("master", "--port", "0", "--http-port", "-1",
-                          "--agent-heartbeat", "1", "--agent-missed-heartbeats", "3")
+                          "--agent-heartbeat", "2", "--agent-missed-heartbeats", "5")
     agent, ainfo = _spawn("agent", "--master", info["address"], "--work-dir", str(work),
                           "--cpus", "2", "--mem", "1024", "--isolation", "none")
     channel = grpc.insecure_channel(info["address"], options=[
