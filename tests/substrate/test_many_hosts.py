@@ -48,11 +48,13 @@ class Proc:
         with self.cond:
             self.cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[dict], bool], timeout: float, what: str) -> dict:
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float, what: str,
+                 since: int = 0) -> dict:
+        """The first line from index ``since`` on that satisfies ``predicate``."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for item in self.lines:
+                for item in self.lines[since:]:
                     if predicate(item):
                         return item
                 left = deadline - time.monotonic()
@@ -146,9 +148,10 @@ def test_job_across_hosts_partition_and_return(network, tmp_path):
         fw.wait_for(lambda m: m.get("ev") == "registered", 60, "registration")
         frameworks[name] = fw
 
-    def status(fw: Proc, task: str, state_name: str, timeout: float = 60) -> dict:
+    def status(fw: Proc, task: str, state_name: str, timeout: float = 60,
+               since: int = 0) -> dict:
         return fw.wait_for(lambda m: m.get("ev") == "status" and m["task"] == task
-                           and m["state"] == state_name, timeout, f"{task} {state_name}")
+                           and m["state"] == state_name, timeout, f"{task} {state_name}", since)
 
     # The job: short tasks on both agents from both frameworks, and one long task per agent.
     for name, fw in frameworks.items():
@@ -180,9 +183,14 @@ def test_job_across_hosts_partition_and_return(network, tmp_path):
         assert not any(m.get("task") == f"{name}-agent-a-long" and m["state"] != "RUNNING"
                        for m in fw.lines if m.get("ev") == "status")
 
-    # Back on the network: agent-b re-registers under the id it had, and runs work again.
+    # Back on the network: agent-b re-registers under the id it had; the partition-aware
+    # framework sees its task RUNNING again, the other one sees its (LOST) task killed.
+    marks = {name: len(fw.lines) for name, fw in frameworks.items()}
     net.heal("agent-b")
     wait_state(http, lambda s: any(a["id"] == victim and a["connected"] for a in s["agents"]),
                90, "agent-b to re-register")
+    back = status(aware, "aware-agent-b-long", "RUNNING", since=marks["aware"])
+    assert back["agent"] == victim
+    status(plain, "plain-agent-b-long", "KILLED", since=marks["plain"])
     aware.send(op="submit", id="aware-after", cmd="echo back", agent=victim)
     assert status(aware, "aware-after", "FINISHED", timeout=60)["agent"] == victim
