@@ -220,3 +220,28 @@ def test_framework_sees_memory_failure_and_state_names_isolation(isolation, no_l
             rec.wait_state("fine", TaskState.FINISHED, timeout=60)
         finally:
             driver.stop()
+
+
+@needs_cgroups
+def test_empty_cgroups_of_a_dead_agent_are_swept_at_start(tmp_path, no_leaks):
+    import asyncio
+    import subprocess
+
+    from substrate.agent.isolation import select
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    probe = select("cgroups")
+    base = os.path.dirname(next(iter(probe.roots.values())) if hasattr(probe, "roots")
+                           else probe.root)
+    asyncio.run(probe.close())
+    stale = os.path.join(base, f"offerpool-{gone.pid}-dead00")
+    os.makedirs(os.path.join(stale, "c1-task"))
+    fresh = select("cgroups")
+    try:
+        assert not os.path.exists(stale)
+    finally:
+        asyncio.run(fresh.close())
+        if os.path.exists(stale):
+            os.rmdir(os.path.join(stale, "c1-task"))
+            os.rmdir(stale)

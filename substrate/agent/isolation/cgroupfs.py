@@ -97,6 +97,34 @@ def try_mkdir(directory: str) -> bool:
         return False
 
 
+def sweep_stale(base: str) -> None:
+    """Remove the empty cgroups left by agents that died (``offerpool-<pid>-*``, pid gone).
+
+    Cgroups that still hold processes stay: agent recovery may want to reattach to them.
+    """
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 3 or parts[0] != "offerpool" or not parts[1].isdigit():
+            continue
+        if os.path.exists(f"/proc/{parts[1]}"):
+            continue
+        top = os.path.join(base, name)
+        for root, dirs, _ in os.walk(top, topdown=False):
+            for d in dirs:
+                try:
+                    os.rmdir(os.path.join(root, d))
+                except OSError:
+                    pass
+        try:
+            os.rmdir(top)
+        except OSError:
+            pass
+
+
 async def remove(directories: list[str], holder: Optional[str], kill_attempts: int = 200) -> bool:
     """SIGKILL what ``holder`` still lists, then ``rmdir`` every directory (deepest first).
 

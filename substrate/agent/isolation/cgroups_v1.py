@@ -201,6 +201,7 @@ class CgroupsV1(Isolator):
         instance = f"offerpool-{os.getpid()}-{secrets.token_hex(3)}"
         roots: dict[str, str] = {}
         for ctrl, base in bases.items():
+            cgroupfs.sweep_stale(base)
             path = os.path.join(base, instance)
             if cgroupfs.try_mkdir(path):
                 roots[ctrl] = path

@@ -153,6 +153,7 @@ class CgroupsV2(Isolator):
             enabled = cgroupfs.read(os.path.join(base, "cgroup.subtree_control")).split()
             if not all(c in enabled for c in CONTROLLERS):
                 continue
+            cgroupfs.sweep_stale(base)
             path = os.path.join(base, f"offerpool-{os.getpid()}-{secrets.token_hex(3)}")
             if not cgroupfs.try_mkdir(path):
                 continue
