@@ -44,9 +44,9 @@ FUZZ_SETTINGS = settings(max_examples=25, deadline=None, database=None,
                          suppress_health_check=list(HealthCheck))
 
 
-def _spawn(*args: str) -> tuple[subprocess.Popen, dict]:
+def _spawn(*args: str, log=None) -> tuple[subprocess.Popen, dict]:
     proc = subprocess.Popen([sys.executable, "-m", "substrate.cli", *args, "--ready-json"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()  # type: ignore[union-attr]
     return proc, json.loads(line)
 
@@ -54,8 +54,10 @@ def _spawn(*args: str) -> tuple[subprocess.Popen, dict]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("fuzz-agent")
+    master_log = work / "master.log"
+    log = open(master_log, "w")
     master, info = _spawn("master", "--port", "0", "--http-port", "-1",
-                          "--agent-heartbeat", "2", "--agent-missed-heartbeats", "5")
+                          "--agent-heartbeat", "2", "--agent-missed-heartbeats", "5", log=log)
     agent, ainfo = _spawn("agent", "--master", info["address"], "--work-dir", str(work),
                           "--cpus", "2", "--mem", "1024", "--isolation", "none")
     channel = grpc.insecure_channel(info["address"], options=[
@@ -66,7 +68,7 @@ def cluster(tmp_path_factory):
     try:
         yield {"master": master, "address": info["address"], "agent_id": ainfo["agent_id"],
                "channel": channel, "rec": rec, "driver": driver, "deadline": deadline,
-               "examples": 0}
+               "examples": 0, "master_log": master_log}
     finally:
         driver.stop()
         channel.close()
@@ -76,6 +78,7 @@ def cluster(tmp_path_factory):
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        log.close()
 
 
 class RawStream:
@@ -133,6 +136,8 @@ def _check(cluster, stream: RawStream, event_type) -> None:
         event = event_type.FromString(raw)
         if event.type == getattr(event_type, "ERROR", -1):
             assert event.error.message, "an ERROR event without a message"
+            # The handlers' last-resort catch: a bug in the master, not a refusal.
+            assert not event.error.message.startswith("internal error"), event.error.message
 
 
 def _in_budget(cluster) -> bool:
@@ -289,3 +294,6 @@ def test_master_keeps_serving_after_the_fuzzing(cluster):
     for i in range(3):
         rec.wait_state(f"healthy-{i}", TaskState.FINISHED, timeout=60)
     assert not any("fuzz" in e for e in rec.errors), rec.errors
+    # Nothing escaped to a handler's last-resort catch (those log a traceback).
+    log = cluster["master_log"].read_text()
+    assert "Traceback" not in log, log[log.index("Traceback") - 500:][:3000]
