@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from substrate.agent.isolation import cgroupfs
-from substrate.resources import Resources
 from substrate.v1 import pb
 
 from .agent_harness import Harness, command_task, executor_task, pid_alive, run, wait_until

@@ -13,10 +13,11 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 
+from .isolation_helpers import offerpool_cgroups
 from .netns import Network, unavailable
 
 pytestmark = pytest.mark.timeout(240)
@@ -83,6 +84,7 @@ def network():
         pytest.skip(reason)
     net = Network(["master", "agent-a", "agent-b", "frameworks"])
     procs: list[Proc] = []
+    cgroups_before = offerpool_cgroups()
     try:
         net.open()
         yield net, procs
@@ -91,6 +93,7 @@ def network():
             proc.stop()
         net.close()
         assert net.leftovers() == []
+        assert offerpool_cgroups() - cgroups_before == set()   # agents removed their cgroups
 
 
 def cli(net: Network, host: str, *args: str) -> list[str]:
