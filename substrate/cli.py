@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--gpus", type=_positive)
     a.add_argument("--ports", default="", help="port ranges, e.g. 31000-32000")
     a.add_argument("--hostname")
+    a.add_argument("--isolation", choices=("auto", "cgroups", "posix", "none"), default="auto",
+                   help="how executors are confined (default: cgroups if writable, else posix)")
+    a.add_argument("--pids-limit", type=int, default=1024, help="processes per executor")
     a.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
     security_cli.add_server_arguments(a)
 
@@ -137,6 +140,7 @@ def _agent(args: argparse.Namespace) -> int:
             ports=_parse_ports(args.ports) if args.ports else probed.ports)
     config = AgentConfig(master=args.master, host=args.host, port=args.port,
                          work_dir=args.work_dir, resources=resources,
+                         isolation=args.isolation, container_pids_max=args.pids_limit,
                          **({"hostname": args.hostname} if args.hostname else {}))
 
     def ready(agent) -> None:

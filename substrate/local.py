@@ -193,7 +193,8 @@ class LocalCluster:
             args = ["agent", "--master", self.master, "--port", "0",
                     "--work-dir", os.path.join(self.work_dir, f"agent{i}"),
                     "--cpus", str(self.cpus), "--mem", str(self.mem),
-                    "--hostname", f"localhost-{i}"]
+                    "--hostname", f"localhost-{i}",
+                    "--isolation", str(self.agent_options.get("isolation", "none"))]
             self.agents.append(self._spawn(args, timeout))
 
     def _spawn(self, args: list[str], timeout: float) -> dict:

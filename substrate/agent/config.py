@@ -48,6 +48,12 @@ class AgentConfig:
         Cap of the exponential backoff between attempts to reach the master.
     max_payload_bytes : int
         Largest status ``data`` or framework message accepted; larger ones are refused.
+    isolation : str
+        ``auto``, ``cgroups``, ``posix`` or ``none`` (see :mod:`substrate.agent.isolation`).
+    container_pids_max : int
+        Most processes (threads count too under cgroups) one executor or command task may have.
+    isolation_poll_interval : float
+        Seconds between two usage polls of the ``posix`` isolation.
 
     Examples
     --------
@@ -73,6 +79,9 @@ class AgentConfig:
     status_update_retry_max: float = 600.0
     reconnect_backoff_max: float = 2.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    isolation: str = "none"
+    container_pids_max: int = 1024
+    isolation_poll_interval: float = 0.25
 
     def validate(self) -> "AgentConfig":
         """Check the values; returns ``self``. Raises :class:`InvalidRequest` on a bad one."""
@@ -90,6 +99,16 @@ class AgentConfig:
             raise InvalidRequest(f"port out of range: {self.port}")
         if self.max_payload_bytes <= 0:
             raise InvalidRequest("max_payload_bytes must be > 0")
+        from substrate.agent.isolation import MODES
+        if self.isolation not in MODES:
+            raise InvalidRequest(f"isolation must be one of {', '.join(MODES)}; "
+                                 f"got {self.isolation!r}")
+        if not isinstance(self.container_pids_max, int) or self.container_pids_max < 1:
+            raise InvalidRequest(f"container_pids_max must be an int >= 1, "
+                                 f"got {self.container_pids_max!r}")
+        poll = self.isolation_poll_interval
+        if not isinstance(poll, (int, float)) or not math.isfinite(poll) or poll <= 0:
+            raise InvalidRequest(f"isolation_poll_interval must be finite and > 0, got {poll!r}")
         if self.master and ":" not in self.master:
             raise InvalidRequest(f"master must be 'host:port', got {self.master!r}")
         for k, v in self.attributes.items():

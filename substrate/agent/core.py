@@ -26,6 +26,7 @@ import time
 from typing import Callable, Optional
 
 from substrate.agent.config import AgentConfig
+from substrate.agent.isolation import Isolator, select as select_isolator
 from substrate.agent.launcher import Launcher
 from substrate.agent.records import (
     TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event, make_status,
@@ -56,11 +57,16 @@ class AgentCore:
         What this agent offers.
     clock : callable
         Monotonic clock for the status-update manager.
+    isolator : Isolator or None
+        What confines executors; None chooses one from ``config.isolation``.
     """
 
     def __init__(self, config: AgentConfig, resources: Resources,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 isolator: Optional[Isolator] = None) -> None:
         self.config = config
+        self.isolator = isolator if isolator is not None else select_isolator(
+            config.isolation, config.isolation_poll_interval)
         self.resources = resources
         self.address = ""
         self.executor_endpoint = ""  # set when executors use a port of their own (TLS on)
@@ -89,7 +95,7 @@ class AgentCore:
     def agent_info(self) -> pb.AgentInfo:
         """This agent as it presents itself to the master and to its executors."""
         info = pb.AgentInfo(id=self.agent_id, hostname=self.config.hostname,
-                            address=self.address)
+                            address=self.address, isolation=self.isolator.kind)
         resources_to_pb(self.resources, info.resources)
         info.attributes.update(self.config.attributes)
         return info
@@ -385,17 +391,20 @@ class AgentCore:
             "connected": self.connected,
             "epoch": self.epoch,
             "resources": self.resources.to_dict(),
+            "isolation": self.isolator.describe(),
             "frameworks": sorted(self.frameworks),
             "executors": [
                 {"framework_id": ex.framework_id, "executor_id": ex.executor_id,
                  "pid": ex.proc.pid if ex.proc else None, "subscribed": ex.subscribed,
-                 "sandbox": str(ex.sandbox), "tasks": sorted(ex.tasks)}
+                 "sandbox": str(ex.sandbox), "tasks": sorted(ex.tasks),
+                 "container": _container_view(ex.proc)}
                 for ex in self.executors.values()
             ],
             "tasks": [
                 {"framework_id": fid, "task_id": tid, "executor_id": t.executor_id,
                  "state": S.State.Name(t.state),
-                 "pid": t.proc.pid if t.proc is not None else None}
+                 "pid": t.proc.pid if t.proc is not None else None,
+                 "container": _container_view(t.proc)}
                 for (fid, tid), t in self.tasks.items()
             ],
             "pending_status_updates": len(self.updates),
@@ -409,3 +418,11 @@ class AgentCore:
         for ex in self.executors.values():
             ex.close()
 
+
+
+def _container_view(proc) -> Optional[dict]:
+    """The container of a live child, for the snapshot (None once released or unisolated)."""
+    container = getattr(proc, "container", None)
+    if container is None or proc.exited.done():
+        return None
+    return container.describe()

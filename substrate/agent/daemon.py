@@ -211,6 +211,8 @@ class Agent:
             if kill_executors:
                 await self.core.launcher.shutdown_all(self.config.executor_shutdown_grace)
             self.core.close()
+            if kill_executors:   # otherwise the containers stay, holding what still runs
+                await self.core.isolator.close()
             if self._server is not None:
                 await self._server.stop(0.2)
         finally:

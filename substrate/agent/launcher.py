@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import os
 import secrets
 import shutil
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from substrate.agent.files import framework_dir
+from substrate.agent.isolation import Container, Limits
 from substrate.agent.processes import ChildProcess, describe_exit, is_safe_id, sandbox_path, spawn
 from substrate.agent.records import TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event
+from substrate.resources import Resources
 from substrate.v1 import pb
 
 if TYPE_CHECKING:
@@ -97,6 +100,46 @@ class Launcher:
         env.update(extra)
         return env
 
+    # ------------------------------------------------------------------ isolation
+
+    def _limits(self, *resources: pb.Resources) -> Limits:
+        def total(values) -> float:  # the master validated them; stay safe regardless
+            return sum(v for v in values if math.isfinite(v) and v > 0)
+        summed = Resources(cpus=total(r.cpus for r in resources),
+                           mem=total(r.mem for r in resources))
+        return Limits.of(summed, self.core.config.container_pids_max)
+
+    def _spawn_isolated(self, label: str, limits: Limits, command: pb.CommandInfo,
+                        sandbox, env: dict[str, str]) -> ChildProcess:
+        """Spawn inside a new container (if the agent isolates); OSError on any failure."""
+        isolator = self.core.isolator
+        container: Optional[Container] = isolator.create(label, limits)
+        try:
+            return spawn(command, sandbox, env, container=container)
+        except BaseException:
+            if container is not None:
+                isolator.release(container)
+            raise
+
+    def _resize(self, ex: Executor) -> None:
+        """An executor's container holds the executor plus every live task it runs."""
+        container = ex.proc.container if ex.proc is not None else None
+        if container is None:
+            return
+        tasks = [self.core.tasks[(ex.framework_id, tid)].info.resources for tid in ex.tasks
+                 if (ex.framework_id, tid) in self.core.tasks]
+        container.update(self._limits(ex.info.resources, *tasks))
+
+    @staticmethod
+    def _limit_failure(proc: ChildProcess, code: int):
+        """The limitation to report for an exit: memory always; others for a failing exit."""
+        lim = proc.limitation
+        if lim is not None and (lim.is_memory or code != 0):
+            return lim
+        return None
+
+    # ------------------------------------------------------------------ command tasks
+
     def _run_command(self, fid: str, info: pb.TaskInfo) -> None:
         core = self.core
         key = (fid, info.task_id)
@@ -104,7 +147,8 @@ class Launcher:
             sandbox = sandbox_path(core.config.work_dir, fid, info.task_id)
             env = self._environment(fid, info.command, str(sandbox),
                                     {"SUBSTRATE_TASK_ID": info.task_id})
-            proc = spawn(info.command, sandbox, env)
+            proc = self._spawn_isolated(info.task_id, self._limits(info.resources),
+                                        info.command, sandbox, env)
         except OSError as exc:
             core.status(fid, info.task_id, S.FAILED, S.CONTAINER_LAUNCH_FAILED,
                         f"cannot launch {info.command.value!r}: {exc}")
@@ -118,8 +162,11 @@ class Launcher:
         if task is None or task.proc is not proc or task.state in TERMINAL:
             return
         how = describe_exit(code)
+        limitation = self._limit_failure(proc, code)
         if task.killing:
             self.core.status(*key, S.KILLED, task.kill_reason, how)
+        elif limitation is not None:
+            self.core.status(*key, S.FAILED, limitation.reason, f"{limitation.message}; {how}")
         elif code == 0:
             self.core.status(*key, S.FINISHED, message=how)
         else:
@@ -137,10 +184,11 @@ class Launcher:
                             "the executor is shutting down", key[1])
             return
         if ex is None:
-            ex = self._start_executor(framework, tasks[0].executor)
+            ex = self._start_executor(framework, tasks[0].executor, tasks)
             if ex is None:
                 return  # launch failure already reported below
         ex.tasks.update(t.task_id for t in tasks)
+        self._resize(ex)
         if ex.subscribed:
             ev = executor_event(EV.LAUNCH)
             ev.launch.tasks.extend(tasks)
@@ -148,8 +196,8 @@ class Launcher:
         else:
             ex.pending.extend(tasks)
 
-    def _start_executor(self, framework: pb.FrameworkInfo,
-                        info: pb.ExecutorInfo) -> Optional[Executor]:
+    def _start_executor(self, framework: pb.FrameworkInfo, info: pb.ExecutorInfo,
+                        tasks: list[pb.TaskInfo]) -> Optional[Executor]:
         core = self.core
         fid, eid = framework.id, info.executor_id
         token = secrets.token_urlsafe(32)
@@ -159,8 +207,9 @@ class Launcher:
             "SUBSTRATE_EXECUTOR_TOKEN": token,
             "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
         })
+        limits = self._limits(info.resources, *(t.resources for t in tasks))
         try:
-            proc = spawn(info.command, sandbox, env)
+            proc = self._spawn_isolated(eid, limits, info.command, sandbox, env)
         except OSError as exc:
             message = f"cannot launch executor {eid!r} ({info.command.value!r}): {exc}"
             for (tfid, tid), task in list(core.tasks.items()):
@@ -231,7 +280,12 @@ class Launcher:
         del core.executors[ex.key]
         how = describe_exit(code)
         log.info("executor %s %s", ex.key, how)
-        self._fail_tasks(ex, S.FAILED, S.EXECUTOR_TERMINATED, f"executor {how}")
+        limitation = self._limit_failure(ex.proc, code) if ex.proc is not None else None
+        if limitation is not None:
+            self._fail_tasks(ex, S.FAILED, limitation.reason,
+                             f"{limitation.message}; executor {how}")
+        else:
+            self._fail_tasks(ex, S.FAILED, S.EXECUTOR_TERMINATED, f"executor {how}")
         ex.close()
         call = pb.AgentCall(type=pb.AgentCall.EXECUTOR_EXITED)
         call.executor_exited.framework_id = ex.framework_id

@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from substrate.errors import InvalidRequest
 from substrate.v1 import pb
+
+if TYPE_CHECKING:
+    from substrate.agent.isolation import Container, Limitation
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +94,30 @@ class ChildProcess:
     """A spawned child in its own session and process group, with an awaitable exit.
 
     Create with :func:`spawn`. ``exited`` resolves to the ``Popen`` return code (negative for a
-    signal) once the child is reaped; afterwards any processes left in its group are SIGKILLed
-    so nothing outlives the task.
+    signal) once the child is reaped; afterwards any processes left in its group (and in its
+    isolation container, if it has one) are SIGKILLed so nothing outlives the task, and
+    ``limitation`` says which container limit it hit, if any.
     """
 
     def __init__(self, popen: "subprocess.Popen[bytes]", sandbox: Path,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop,
+                 container: "Optional[Container]" = None) -> None:
         self.popen = popen
+        self.container = container
+        self.limitation: "Optional[Limitation]" = None
         self.pid = popen.pid
         self.pgid = popen.pid          # start_new_session: the child leads its own group
         self.sandbox = sandbox
         self.exited: asyncio.Future[int] = loop.create_future()
         self._loop = loop
         self._pidfd: Optional[int] = None
+        if container is not None:
+            container.started(self.pid, self._limit_hit)
         self._watch()
+
+    def _limit_hit(self, limitation: "Limitation") -> None:
+        """A container limit was hit: the whole container goes (the reason is kept)."""
+        self.kill()
 
     @property
     def returncode(self) -> Optional[int]:
@@ -111,7 +125,16 @@ class ChildProcess:
         return self.exited.result() if self.exited.done() else None
 
     def signal_group(self, sig: int) -> bool:
-        """Send ``sig`` to the whole process group; False when the group is already gone."""
+        """Send ``sig`` to the process group and the container; False when the group is gone.
+
+        The container catches what left the group (``setsid``, daemons); a cgroup also what
+        was forked while the signal was on its way.
+        """
+        if self.container is not None:
+            if sig == signal.SIGKILL:
+                self.container.kill_all()
+            else:
+                self.container.signal_all(sig)
         try:
             os.killpg(self.pgid, sig)
             return True
@@ -170,15 +193,48 @@ class ChildProcess:
         if code is None:
             code = self.popen.wait()
         self.signal_group(signal.SIGKILL)
+        if self.container is not None:
+            self.limitation = self.container.check_exit()
+            self.container.isolator.release(self.container)
         self.exited.set_result(code)
 
 
+def _check_executable(program: str, cwd: Path, env: Mapping[str, str]) -> None:
+    """Raise the OSError ``exec`` would, before a wrapper shell hides it behind exit 127."""
+    if "/" in program:
+        path = Path(program) if os.path.isabs(program) else cwd / program
+        if not path.exists():
+            raise FileNotFoundError(f"no such file: {program!r}")
+        if not os.access(path, os.X_OK):
+            raise PermissionError(f"not executable: {program!r}")
+    elif shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(f"no such program on PATH: {program!r}")
+
+
+def isolated_argv(argv: list[str], prelude: list[str]) -> list[str]:
+    """``argv`` run by a shell that first runs ``prelude`` (enter cgroups, set rlimits).
+
+    The shell does this to itself and then ``exec``s the program under the same pid, so the
+    program and everything it forks start inside the container: nothing escapes in between.
+
+    Examples
+    --------
+    >>> isolated_argv(["python", "-c", "1"], ["ulimit -c 0"])[2].splitlines()
+    ['ulimit -c 0', 'exec "$@"']
+    """
+    script = "\n".join([*prelude, 'exec "$@"'])
+    return ["/bin/sh", "-c", script, "offerpool-isolated", *argv]
+
+
 def spawn(command: "pb.CommandInfo", sandbox: Path, env: Mapping[str, str],
-          loop: Optional[asyncio.AbstractEventLoop] = None) -> ChildProcess:
+          loop: Optional[asyncio.AbstractEventLoop] = None,
+          container: "Optional[Container]" = None) -> ChildProcess:
     """Start ``command`` in ``sandbox`` (created if needed) as the leader of a new session.
 
     ``env`` is the complete environment. Output goes to ``sandbox/stdout`` and
-    ``sandbox/stderr`` (appended, so a restarted executor keeps its history).
+    ``sandbox/stderr`` (appended, so a restarted executor keeps its history). With a
+    ``container``, the child enters it before the program starts, and the container is
+    released (destroyed) once the child has exited.
 
     Raises
     ------
@@ -190,10 +246,14 @@ def spawn(command: "pb.CommandInfo", sandbox: Path, env: Mapping[str, str],
     argv = command_argv(command)
     if not argv[0]:
         raise FileNotFoundError("empty command")
+    prelude = container.prelude() if container is not None else []
+    if prelude:
+        _check_executable(argv[0], sandbox, env)
+        argv = isolated_argv(argv, prelude)
     with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
         popen = subprocess.Popen(
             argv, cwd=sandbox, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             start_new_session=True, close_fds=True,
         )
     log.debug("spawned pid %d in %s: %s", popen.pid, sandbox, argv)
-    return ChildProcess(popen, sandbox, loop)
+    return ChildProcess(popen, sandbox, loop, container)

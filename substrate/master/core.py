@@ -81,6 +81,9 @@ class MasterCore:
                          "tasks_invalid": 0, "status_updates": 0, "invalid_calls": 0}
         self._next_offer = 0
         self._last_framework_heartbeat = clock()
+        # (framework, task, agent) reported LOST to a framework that is not partition-aware
+        # when the agent became unreachable: killed if the agent comes back.
+        self.lost_in_partition: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------------ sending
     def event(self, kind: int, **fields: object) -> "pb.Event":
@@ -148,7 +151,11 @@ class MasterCore:
                     shutdown_framework=pb.AgentEvent.ShutdownFramework(
                         framework_id=ts.framework_id))))
                 continue
+            if (ts.framework_id, ts.info.task_id, agent_id) in self.lost_in_partition:
+                self._kill_returned(agent_id, ts.framework_id, ts.info.task_id)
+                continue
             task = fw.tasks.get(ts.info.task_id)
+            returned = task is not None and task.state == State.UNREACHABLE
             res = validation.check_resources("task resources", ts.info.resources)
             if task is None:
                 task = TaskRecord(ts.framework_id, ts.info.task_id, agent_id,
@@ -158,11 +165,23 @@ class MasterCore:
             task.agent_id = agent_id
             task.record(ts.latest.state or State.RUNNING, ts.latest.reason, "re-registered",
                         time.time())
+            if returned:   # a partition-aware framework learns its task is back
+                self.send_status(fw.framework_id, self.master_status(
+                    task, task.state, ts.latest.reason,
+                    f"agent {agent_id} is reachable again"))
             agent.tasks[(fw.framework_id, task.task_id)] = task
             used[fw.framework_id] = used.get(fw.framework_id, Resources()) + res
         self.allocator.add_agent(agent_id, total, used)
         self.allocation_pending = True
         return agent_id
+
+    def _kill_returned(self, agent_id: str, framework_id: str, task_id: str) -> None:
+        """A task its framework was told is LOST came back with its agent: kill it there,
+        once the agent's new stream is open (its framework does not expect it to exist)."""
+        self.lost_in_partition.discard((framework_id, task_id, agent_id))
+        self.outbox.append(("agent_after_register", agent_id, pb.AgentEvent(
+            type=pb.AgentEvent.KILL_TASK, epoch=self.epoch,
+            kill_task=pb.AgentEvent.KillTask(framework_id=framework_id, task_id=task_id))))
 
     def agent_heartbeat(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
@@ -206,6 +225,8 @@ class MasterCore:
             if fw is None:
                 continue
             state = State.UNREACHABLE if fw.partition_aware else State.LOST
+            if state == State.LOST:
+                self.lost_in_partition.add((fid, tid, agent.agent_id))
             task.record(state, State.AGENT_UNREACHABLE, "agent missed its heartbeats", time.time())
             self.send_status(fid, self.master_status(task, state, State.AGENT_UNREACHABLE,
                                                      f"agent {agent.agent_id} is unreachable"))

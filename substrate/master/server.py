@@ -16,8 +16,8 @@ import grpc
 from substrate.master.core import MasterConfig, MasterCore
 from substrate.master.http import MasterHttp
 from substrate.master.service import MasterService
+from substrate.master.wire import add_master_service
 from substrate.security.server import ServerSecurity
-from substrate.v1 import rpc
 
 log = logging.getLogger("substrate.master")
 
@@ -72,7 +72,7 @@ class Master:
         self.security.check_bind(self.host, "master")
         self.server = grpc.aio.server(options=GRPC_OPTIONS,
                                       interceptors=self.security.interceptors())
-        rpc.add_MasterServicer_to_server(self.service, self.server)
+        add_master_service(self.service, self.server)
         bound = self.security.add_port(self.server, f"{self.host}:{self.port}")
         if bound == 0:
             raise OSError(f"could not bind the master to {self.host}:{self.port}")

@@ -14,6 +14,7 @@ import logging
 from typing import AsyncIterator, Awaitable, Callable, Optional
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from substrate.errors import AccessDenied, AuthenticationError, InvalidRequest
 from substrate.master.calls import handle_call
@@ -135,6 +136,8 @@ class MasterService(rpc.MasterServicer):
             first = await request_iterator.__anext__()
         except (StopAsyncIteration, grpc.RpcError, asyncio.CancelledError):
             return
+        except DecodeError as exc:   # bytes that are no Call: a clear refusal, not UNKNOWN
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed Call: {exc}")
         if first.type != pb.Call.SUBSCRIBE:
             yield core.event(pb.Event.ERROR, error=pb.Event.Error(
                 message="the first call must be SUBSCRIBE", call_type=first.type, fatal=True))
@@ -187,6 +190,10 @@ class MasterService(rpc.MasterServicer):
                 self.flush()
         except (grpc.RpcError, asyncio.CancelledError):
             pass
+        except DecodeError as exc:
+            log.warning("malformed call from %s: %s", fid, exc)
+            conn.queue.put_nowait(core.event(pb.Event.ERROR, error=pb.Event.Error(
+                message=f"malformed Call: {exc}", fatal=True)))
         except Exception:
             log.exception("scheduler stream of %s failed", fid)
         if self.frameworks.get(fid) is conn:
@@ -200,6 +207,8 @@ class MasterService(rpc.MasterServicer):
             first = await request_iterator.__anext__()
         except (StopAsyncIteration, grpc.RpcError, asyncio.CancelledError):
             return
+        except DecodeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed AgentCall: {exc}")
         if first.type not in (pb.AgentCall.REGISTER, pb.AgentCall.REREGISTER):
             return
         try:
@@ -252,6 +261,8 @@ class MasterService(rpc.MasterServicer):
                 self.flush()
         except (grpc.RpcError, asyncio.CancelledError):
             pass
+        except DecodeError as exc:
+            log.warning("malformed call from agent %s: %s", aid, exc)
         except Exception:
             log.exception("agent stream of %s failed", aid)
         if self.agents.get(aid) is conn:

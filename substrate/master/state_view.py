@@ -44,6 +44,7 @@ def state_snapshot(core: MasterCore) -> dict:
             "resources": agent.total.to_dict(), "used": used.to_dict(),
             "offered": sum(1 for _ in agent.offers),
             "attributes": dict(agent.info.attributes),
+            "isolation": agent.info.isolation or "none",
             "tasks": len(agent.tasks), "executors": [eid for (_, eid) in agent.executors],
         })
     shares = core.allocator.shares()
@@ -68,7 +69,7 @@ def state_snapshot(core: MasterCore) -> dict:
         "roles": shares.get("roles", {}),
         "offers": len(core.offers),
         "counters": dict(core.counters),
-        "isolation": "process-group",
+        "isolation": sorted({a["isolation"] for a in agents}),   # per agent under "agents"
     }
 
 
