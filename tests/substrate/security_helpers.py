@@ -68,14 +68,14 @@ class Secrets:
         env.update(self.creds(principal).environment())
         return env
 
-    def server_args(self) -> list[str]:
-        return ["--credentials", self.credentials, "--acls", self.acls,
+    def server_args(self, acls: bool = True) -> list[str]:
+        return ["--credentials", self.credentials, *(["--acls", self.acls] if acls else []),
                 "--tls-cert", self.certs["server"], "--tls-key", self.certs["server_key"],
                 "--tls-ca", self.certs["ca"]]
 
 
-def make_secrets(directory: str) -> Secrets:
-    certs = init_ca(os.path.join(directory, "certs"))
+def make_secrets(directory: str, hosts: tuple | list = ()) -> Secrets:
+    certs = init_ca(os.path.join(directory, "certs"), hosts)
     credentials = os.path.join(directory, "credentials.json")
     tokens = {name: add_principal(credentials, name, kind) for name, kind in (
         ("agent1", "agent"), ("rogue-agent", "agent"), ("alice", "framework"),

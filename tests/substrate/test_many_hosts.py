@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 from .isolation_helpers import offerpool_cgroups
 from .netns import Network, unavailable
+from .security_helpers import make_secrets
 
 pytestmark = pytest.mark.timeout(240)
 HERE = Path(__file__).resolve().parent
@@ -28,8 +30,9 @@ ROOT = HERE.parent.parent
 class Proc:
     """A child process whose stdout lines (JSON) are collected for the test to wait on."""
 
-    def __init__(self, argv: list[str], name: str) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path[1:]]))
+    def __init__(self, argv: list[str], name: str, env: dict | None = None) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path[1:]]),
+                   **(env or {}))
         self.name = name
         self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=None, text=True, env=env, cwd=str(ROOT))
@@ -100,8 +103,15 @@ def cli(net: Network, host: str, *args: str) -> list[str]:
     return net.command(host, [sys.executable, "-m", "substrate.cli", *args, "--ready-json"])
 
 
+#: Set by the test: the CA and the operator's bearer value for the master's HTTPS /state.
+SECURE: dict = {}
+
+
 def state(http: str) -> dict:
-    with urllib.request.urlopen(http + "/state", timeout=10) as resp:
+    request = urllib.request.Request(http + "/state",
+                                     headers={"Authorization": f"Bearer {SECURE['bearer']}"})
+    context = ssl.create_default_context(cafile=SECURE["ca"])
+    with urllib.request.urlopen(request, timeout=10, context=context) as resp:
         return json.load(resp)
 
 
@@ -120,9 +130,14 @@ def wait_state(http: str, predicate: Callable[[dict], bool], timeout: float, wha
 def test_job_across_hosts_partition_and_return(network, tmp_path):
     net, procs = network
     master_addr = net.addr("master")
+    # Off loopback the cluster runs as it would in production: mutual TLS and tokens.
+    secrets = make_secrets(str(tmp_path / "secrets"),
+                           hosts=[net.addr(h) for h in ("master", "agent-a", "agent-b")])
+    SECURE.update(ca=secrets.certs["ca"], bearer=f"ops:{secrets.tokens['ops']}")
     master = Proc(cli(net, "master", "master", "--host", master_addr, "--port", "5050",
                       "--http-port", "5051", "--agent-heartbeat", "1",
-                      "--agent-missed-heartbeats", "5"), "master")
+                      "--agent-missed-heartbeats", "5", *secrets.server_args(acls=False)),
+                  "master")
     procs.append(master)
     http = master.wait_for(lambda m: "http" in m, 60, "master ready")["http"]
     assert master_addr in http
@@ -131,7 +146,8 @@ def test_job_across_hosts_partition_and_return(network, tmp_path):
         agent = Proc(cli(net, host, "agent", "--master", f"{master_addr}:5050",
                          "--host", net.addr(host), "--hostname", host,
                          "--work-dir", str(tmp_path / host), "--cpus", "2", "--mem", "512",
-                         "--isolation", isolation), host)
+                         "--isolation", isolation, *secrets.server_args(acls=False)), host,
+                     secrets.creds("agent1").environment())
         procs.append(agent)
         agent_ids[host] = agent.wait_for(lambda m: "agent_id" in m, 60, "agent ready")["agent_id"]
     seen = state(http)
@@ -146,7 +162,7 @@ def test_job_across_hosts_partition_and_return(network, tmp_path):
     for name, aware in (("aware", True), ("plain", False)):
         argv = [sys.executable, str(HERE / "netns_framework.py"), "--master",
                 f"{master_addr}:5050", "--name", name] + (["--partition-aware"] if aware else [])
-        fw = Proc(net.command("frameworks", argv), name)
+        fw = Proc(net.command("frameworks", argv), name, secrets.creds("alice").environment())
         procs.append(fw)
         fw.wait_for(lambda m: m.get("ev") == "registered", 60, "registration")
         frameworks[name] = fw
