@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from substrate.resources import Resources
+from substrate.uris import FetchURI
 
 
 class TaskState(enum.IntEnum):
@@ -73,6 +74,7 @@ class Reason(enum.IntEnum):
     CONTAINER_LIMITATION = 21
     TASK_KILLED = 22
     EXECUTOR_SHUTDOWN = 23
+    FETCH_FAILED = 180
 
 
 class Source(enum.IntEnum):
@@ -86,12 +88,16 @@ class Source(enum.IntEnum):
 
 @dataclass
 class CommandInfo:
-    """A program to run: ``value`` with ``arguments``, or a shell line when ``shell``."""
+    """A program to run: ``value`` with ``arguments``, or a shell line when ``shell``.
+
+    ``uris`` are fetched into the sandbox by the agent before the program starts.
+    """
 
     value: str
     arguments: list[str] = field(default_factory=list)
     shell: bool = False
     environment: dict[str, str] = field(default_factory=dict)
+    uris: list[FetchURI] = field(default_factory=list)
 
 
 @dataclass

@@ -11,6 +11,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Optional
 
+from substrate.agent.fetcher import FetcherConfig
+from substrate.agent.gc import GCPolicy
 from substrate.errors import InvalidRequest
 from substrate.resources import Resources
 
@@ -48,6 +50,10 @@ class AgentConfig:
         Cap of the exponential backoff between attempts to reach the master.
     max_payload_bytes : int
         Largest status ``data`` or framework message accepted; larger ones are refused.
+    fetcher : FetcherConfig
+        Limits and cache of the URI fetcher (:mod:`substrate.agent.fetcher`).
+    sandbox_gc : GCPolicy
+        How long finished sandboxes are kept (:mod:`substrate.agent.gc`).
 
     Examples
     --------
@@ -73,6 +79,8 @@ class AgentConfig:
     status_update_retry_max: float = 600.0
     reconnect_backoff_max: float = 2.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    fetcher: FetcherConfig = field(default_factory=FetcherConfig)
+    sandbox_gc: GCPolicy = field(default_factory=GCPolicy)
 
     def validate(self) -> "AgentConfig":
         """Check the values; returns ``self``. Raises :class:`InvalidRequest` on a bad one."""
