@@ -136,6 +136,9 @@ class DataflowExecutor(substrate.Executor):
             except OSError:
                 pass
             driver.send_framework_message(b"r" + body)
+        elif kind == b"F":  # files shipped after this executor started
+            from .shipping import on_message
+            on_message(self.secret, body)
         elif kind == b"B":
             head, _, rest = body.partition(b"\0")
             with self._lock:

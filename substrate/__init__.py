@@ -21,6 +21,9 @@ from substrate.files import RemoteFileNotFound, iter_agent_file, read_agent_file
 from substrate.local import LocalCluster
 from substrate.resources import Resources
 from substrate.scheduler import Scheduler, SchedulerDriver
+from substrate.config import default_master
+from substrate.shipping import ShippingError, apply_manifest, shipment, shipped_file
+from substrate.uris import FetchURI
 from substrate.types import (
     TERMINAL_STATES, AgentInfo, CommandInfo, ExecutorInfo, Filters, FrameworkInfo, Offer, Reason,
     Source, TaskInfo, TaskState, TaskStatus,
@@ -32,4 +35,6 @@ __all__ = [
     "Reason", "RemoteError", "RemoteFileNotFound", "ResourceError", "Resources", "Scheduler", "SchedulerDriver",
     "Source", "SubscriptionError", "SubstrateError", "TERMINAL_STATES", "TaskInfo", "TaskState",
     "TaskStatus", "iter_agent_file", "read_agent_file",
+    # batch pipelines: fetcher URIs, code and file shipping, the configured master
+    "FetchURI", "ShippingError", "apply_manifest", "default_master", "shipment", "shipped_file",
 ]

@@ -119,7 +119,8 @@ class ExecutorInfo:
 
         ``PYTHONPATH`` carries the directory holding ``module``'s top-level package, then this
         process's ``sys.path``, then any inherited ``PYTHONPATH``, so the executor imports the
-        same code as the driver (the user's own modules included) on this machine.
+        same code as the driver on this machine. The driver's own modules and the files it
+        ships (:mod:`substrate.shipping`) are added as ``uris``, fetched into the sandbox.
 
         Examples
         --------
@@ -136,8 +137,10 @@ class ExecutorInfo:
         inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         path = list(dict.fromkeys(p for p in roots + sys.path + inherited if p))
         env = {"PYTHONPATH": os.pathsep.join(path), **(environment or {})}
-        return cls(executor_id, CommandInfo(sys.executable, ["-m", module], environment=env),
+        info = cls(executor_id, CommandInfo(sys.executable, ["-m", module], environment=env),
                    name, resources if resources is not None else Resources(), data)
+        from substrate.shipping import ship_with  # the driver's own code and files, if any
+        return ship_with(info)
 
 
 @dataclass
