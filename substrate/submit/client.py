@@ -1,0 +1,111 @@
+"""Client mode: the driver runs on this machine, configured for the submitted master.
+
+The script runs as ``python SCRIPT ARGS`` in a child process whose environment names the
+master (``OFFERPOOL_MASTER``: ``dataflow.Context()`` and ``genetic.evolve()`` use it when given
+no master) and the code and files to ship (``OFFERPOOL_PY_FILES``, ``OFFERPOOL_FILES``: the
+driver's :func:`substrate.shipment` starts with them). The driver's output is shown and also
+copied next to its record, so ``offerpool logs`` finds it afterwards. When supervised, a driver
+that dies is started again, up to the retry limit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import IO, Optional, Sequence
+
+from substrate.errors import InvalidRequest
+from substrate.shipping import ENV_FILES, ENV_PY_FILES, Shipment
+from substrate.submit.records import DriverRecord
+from substrate.submit.supervisor import Supervisor
+
+
+def check_inputs(script: str, py_files: Sequence[str], files: Sequence[str]) -> None:
+    """Raise :class:`InvalidRequest` naming the first missing or unusable file."""
+    if not os.path.isfile(script):
+        raise InvalidRequest(f"no such script: {script}")
+    try:
+        open(script, "rb").close()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read the script {script}: {exc.strerror}") from None
+    probe = Shipment(auto=False)
+    try:
+        for path in py_files:
+            probe.add_py_file(path)
+        for path in files:
+            probe.add_file(path)
+    finally:
+        probe.close()
+
+
+def _tee(source: IO[bytes], sink: IO[bytes], copy: IO[bytes]) -> None:
+    for chunk in iter(lambda: source.read1(65536), b""):
+        sink.write(chunk)
+        sink.flush()
+        copy.write(chunk)
+        copy.flush()
+
+
+def driver_env(master: str, py_files: Sequence[str], files: Sequence[str],
+               record: DriverRecord, attempt: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if master:
+        env["OFFERPOOL_MASTER"] = master
+    env[ENV_PY_FILES] = ",".join(os.path.abspath(p) for p in py_files)
+    env[ENV_FILES] = ",".join(os.path.abspath(p) for p in files)
+    env["OFFERPOOL_SUBMISSION_ID"] = record.id
+    env["OFFERPOOL_SUBMIT_ATTEMPT"] = str(attempt)
+    return env
+
+
+def run_client(script: str, args: Sequence[str], *, master: str, py_files: Sequence[str],
+               files: Sequence[str], supervise: bool, max_retries: int,
+               state_dir: str, quiet: bool = False) -> int:
+    """Run (and supervise) the driver here; its exit status (128 + signal when killed)."""
+    check_inputs(script, py_files, files)
+    record = DriverRecord.new(os.path.abspath(script), list(args), mode="client",
+                              master=master, state_dir=state_dir,
+                              max_retries=max_retries if supervise else 0)
+    record.update(stdout=record.log_path("stdout"), stderr=record.log_path("stderr"))
+    sup = Supervisor(supervise, max_retries)
+    out = sys.stdout.buffer
+    err = sys.stderr.buffer
+    proc: Optional[subprocess.Popen] = None
+    try:
+        with open(record.stdout, "ab") as out_copy, open(record.stderr, "ab") as err_copy:
+            while True:
+                attempt = sup.started()
+                proc = subprocess.Popen(
+                    [sys.executable, os.path.abspath(script), *args],
+                    env=driver_env(master, py_files, files, record, attempt),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                record.update(state="RUNNING", pid=proc.pid, attempts=attempt)
+                pumps = [threading.Thread(target=_tee, args=(proc.stdout, out, out_copy)),
+                         threading.Thread(target=_tee, args=(proc.stderr, err, err_copy))]
+                for pump in pumps:
+                    pump.start()
+                code = proc.wait()
+                for pump in pumps:
+                    pump.join()
+                verdict = sup.ended(code)
+                how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
+                       else f"exited with status {code}")
+                if verdict == "relaunch":
+                    record.update(state="RELAUNCHING", exit_code=code,
+                                  message=f"attempt {attempt} {how}; relaunching")
+                    if not quiet:
+                        print(f"offerpool submit: driver {how}; relaunching "
+                              f"(attempt {attempt + 1} of {max_retries + 1})",
+                              file=sys.stderr, flush=True)
+                    continue
+                record.update(state=verdict, exit_code=code, message=f"driver {how}")
+                return code if code >= 0 else 128 - code
+    except KeyboardInterrupt:
+        sup.killed = True
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+        record.update(state="KILLED", message="interrupted")
+        raise

@@ -1,0 +1,137 @@
+"""The command-line side of batch pipelines: ``submit``, ``logs``, ``config``, driver status.
+
+:func:`add_parsers` adds the sub-commands to ``offerpool``'s parser and :data:`COMMANDS` maps
+them to their functions; :func:`status` wraps the master status with the submitted drivers;
+:func:`agent_settings` gives ``offerpool agent`` the configured sandbox and fetcher settings.
+Every value with a setting follows the precedence of :mod:`substrate.config`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, Callable
+
+from substrate.config import Config, load
+
+
+def _config(args: argparse.Namespace, **flags: Any) -> Config:
+    return load(flags=flags, path=getattr(args, "config", None))
+
+
+def _split(text: str) -> list[str]:
+    return [p for p in (text or "").split(",") if p]
+
+
+def add_parsers(sub: "argparse._SubParsersAction") -> None:
+    s = sub.add_parser("submit", help="run a script as a driver, shipping its code and files")
+    s.add_argument("--master", help="HOST:PORT (default: the 'master' setting)")
+    s.add_argument("--py-files", default="", help="comma-separated .py/.zip/.egg/.whl files "
+                   "or package directories to ship to every executor")
+    s.add_argument("--files", default="", help="comma-separated files to ship to every "
+                   "executor (find them with dataflow.SparkFiles.get)")
+    s.add_argument("--cluster", action="store_true", help="run the driver as a task on the "
+                   "cluster instead of here")
+    s.add_argument("--supervise", action="store_true", help="relaunch the driver when it dies")
+    s.add_argument("--max-retries", type=int, help="relaunches allowed with --supervise")
+    s.add_argument("--config", help="config file (TOML)")
+    s.add_argument("script")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+
+    lg = sub.add_parser("logs", help="print a task's or a submitted driver's stdout/stderr")
+    lg.add_argument("task_id")
+    lg.add_argument("--master", help="HOST:PORT (default: the 'master' setting)")
+    lg.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+    which = lg.add_mutually_exclusive_group()
+    which.add_argument("--stdout", action="store_true", help="only stdout")
+    which.add_argument("--stderr", action="store_true", help="only stderr")
+    lg.add_argument("--config", help="config file (TOML)")
+
+    c = sub.add_parser("config", help="show the settings in force and where each comes from")
+    c.add_argument("--config", help="config file (TOML)")
+
+
+def submit(args: argparse.Namespace) -> int:
+    cfg = _config(args, master=args.master, **{"submit.max_retries": args.max_retries})
+    master = cfg["master"]
+    script_args = list(args.args)
+    if script_args and script_args[0] == "--":
+        script_args = script_args[1:]
+    common = dict(master=master, py_files=_split(args.py_files), files=_split(args.files),
+                  supervise=args.supervise, max_retries=cfg["submit.max_retries"],
+                  state_dir=cfg.path_value("state_dir"))
+    if args.cluster:
+        from substrate.errors import InvalidRequest
+        from substrate.submit.cluster import run_cluster
+        if not master:
+            raise InvalidRequest("--cluster needs a master: --master HOST:PORT, "
+                                 "OFFERPOOL_MASTER or 'master' in the config file")
+        return run_cluster(args.script, script_args, cpus=cfg["submit.cpus"],
+                           mem=cfg["submit.mem"], ship_host=cfg["ship.host"],
+                           echo=lambda m: print(f"offerpool submit: {m}", file=sys.stderr,
+                                                flush=True), **common)
+    from substrate.submit.client import run_client
+    return run_client(args.script, script_args, **common)
+
+
+def logs(args: argparse.Namespace) -> int:
+    from substrate.submit.logs import find_logs, print_logs
+    cfg = _config(args, master=args.master)
+    source = find_logs(args.task_id, cfg["master"], cfg.path_value("state_dir"))
+    streams = ("stdout",) if args.stdout else ("stderr",) if args.stderr else \
+        ("stdout", "stderr")
+    print_logs(source, streams, args.follow)
+    return 0
+
+
+def config(args: argparse.Namespace) -> int:
+    print(_config(args).describe())
+    return 0
+
+
+def print_drivers(state_dir: str) -> None:
+    from substrate.submit.records import list_records
+    records = list_records(state_dir)
+    print(f"submitted drivers: {len(records)}")
+    for r in records:
+        state = r.state
+        if not r.terminal and not r.submitter_alive():
+            state += " (submitter gone)"
+        where = f"task {r.task_id}" if r.mode == "cluster" else f"pid {r.pid}"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
+        print(f"  {r.id}  {r.mode:<7}  {state:<12}  attempts {r.attempts}  {where}  "
+              f"{when}  {r.script}" + (f"  ({r.message})" if r.message else ""))
+
+
+def status(inner: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``offerpool status``: the master's view, then the submitted drivers."""
+    def run(args: argparse.Namespace) -> int:
+        code = inner(args)
+        if not getattr(args, "json", False):
+            print_drivers(load().path_value("state_dir"))
+        return code
+    return run
+
+
+def agent_work_dir(args: argparse.Namespace) -> str:
+    """``offerpool agent``'s work directory: ``--work-dir``, else the setting."""
+    cfg = load(flags={"agent.work_dir": getattr(args, "work_dir", None)},
+               path=getattr(args, "config", None))
+    return cfg.path_value("agent.work_dir")
+
+
+def agent_settings(args: argparse.Namespace, agent_config: Any) -> None:
+    """Fill an :class:`~substrate.agent.AgentConfig`'s sandbox GC and fetcher settings."""
+    from substrate.agent.fetcher import FetcherConfig
+    from substrate.agent.gc import GCPolicy
+    cfg = load(path=getattr(args, "config", None))
+    agent_config.fetcher = FetcherConfig(
+        max_bytes=cfg["agent.fetch_max_bytes"],
+        max_extracted_bytes=cfg["agent.fetch_max_extracted_bytes"],
+        cache_max_bytes=cfg["agent.fetch_cache_max_bytes"])
+    agent_config.sandbox_gc = GCPolicy(keep_seconds=cfg["agent.sandbox_keep"],
+                                       headroom=cfg["agent.gc_headroom"],
+                                       interval=cfg["agent.gc_interval"])
+
+
+COMMANDS = {"submit": submit, "logs": logs, "config": config}
