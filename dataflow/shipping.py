@@ -3,8 +3,9 @@
 The substrate does the shipping (:func:`substrate.shipment`): every executor made after a file
 is added gets it fetched into its sandbox, and the driver's own modules (those next to the
 script) go along without being listed. What this module adds is the dataflow side: executors
-that are already running are told about new items with a signed ``F`` framework message
-(:mod:`dataflow.executor` fetches them and puts code on ``sys.path`` before its next task),
+that are already running are told about new items with an ``F`` framework message
+(:mod:`dataflow.executor` fetches them and puts code on ``sys.path`` before its next task;
+an executor that starts later fetches them when it starts),
 and :class:`SparkFiles` finds a shipped file from a task or from the driver.
 
 Examples
@@ -21,8 +22,10 @@ Examples
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 from typing import Any
 
 import substrate
@@ -31,22 +34,25 @@ log = logging.getLogger("dataflow.shipping")
 
 
 def _tell_executors(ctx: Any) -> None:
-    """Refresh the executor template and tell running executors about the new items."""
+    """Ask running executors to fetch what was added (new ones fetch it when they start).
+
+    The executors' command stays as it was: the master refuses tasks for a running executor
+    whose command changed, so new items travel through the driver's manifest instead.
+    """
     backend = ctx._backend
-    shipment = substrate.shipment()
-    template = getattr(backend, "_executor_info", None)
-    if template is not None:
-        shipment.apply(template)
     send = getattr(backend, "_broadcast_message", None)
-    secret = getattr(backend, "secret", None)
-    if send is not None and secret is not None:
-        from .executor import sign
-        send(b"F" + sign(secret, shipment.manifest()))
+    if send is not None:
+        send(b"F")
 
 
 def add_py_file(ctx: Any, path: str) -> None:
-    """Ship a ``.py``, ``.zip``/``.egg``/``.whl`` or package directory to every executor."""
-    substrate.shipment().add_py_file(path)
+    """Ship a ``.py``, ``.zip``/``.egg``/``.whl`` or package directory to every executor;
+    the driver can import it too, as with PySpark."""
+    item = substrate.shipment().add_py_file(path)
+    entry = os.path.dirname(item.staged) if item.kind == "py" else item.staged
+    if entry not in sys.path:
+        sys.path.append(entry)
+        importlib.invalidate_caches()
     _tell_executors(ctx)
 
 
@@ -76,13 +82,12 @@ class SparkFiles:
         return os.getcwd()
 
 
-def on_message(secret: bytes, body: bytes) -> None:
-    """Executor side of the ``F`` message: fetch the new items, extend ``sys.path``."""
-    from .executor import verify
+def sync(reason: str) -> None:
+    """Executor side: fetch newly shipped items from the driver and extend ``sys.path``."""
     try:
-        fetched = substrate.apply_manifest(verify(secret, body))
+        fetched = substrate.sync_from_driver()
     except Exception as exc:  # the next task reports the missing module with its name
-        log.error("could not fetch shipped files: %s", exc)
+        log.error("could not fetch shipped files (%s): %s", reason, exc)
         return
     if fetched:
-        log.info("fetched shipped files %s", ", ".join(fetched))
+        log.info("fetched shipped files %s (%s)", ", ".join(fetched), reason)

@@ -22,7 +22,9 @@ from substrate.local import LocalCluster
 from substrate.resources import Resources
 from substrate.scheduler import Scheduler, SchedulerDriver
 from substrate.config import default_master
-from substrate.shipping import ShippingError, apply_manifest, shipment, shipped_file
+from substrate.shipping import (
+    ShippingError, apply_manifest, shipment, shipped_file, sync_from_driver,
+)
 from substrate.uris import FetchURI
 from substrate.types import (
     TERMINAL_STATES, AgentInfo, CommandInfo, ExecutorInfo, Filters, FrameworkInfo, Offer, Reason,
@@ -37,4 +39,5 @@ __all__ = [
     "TaskStatus", "iter_agent_file", "read_agent_file",
     # batch pipelines: fetcher URIs, code and file shipping, the configured master
     "FetchURI", "ShippingError", "apply_manifest", "default_master", "shipment", "shipped_file",
+    "sync_from_driver",
 ]

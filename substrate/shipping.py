@@ -56,6 +56,9 @@ from substrate.uris import FetchURI
 
 ENV_PY_FILES = "OFFERPOOL_PY_FILES"
 ENV_FILES = "OFFERPOOL_FILES"
+#: Set in every executor's environment: where it reads the current manifest.
+ENV_MANIFEST = "OFFERPOOL_SHIP_MANIFEST"
+MANIFEST = "_/manifest"   # never an item's name: items have no "/"
 PY_SUFFIXES = (".py", ".zip", ".egg", ".whl")
 
 
@@ -147,8 +150,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         token, _, name = urllib.parse.unquote(self.path).lstrip("/").partition("/")
+        if name == MANIFEST and self.server.lookup(token, "") is not False:
+            body = self.server.shipment.manifest()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+            return
         item = self.server.lookup(token, name)
-        if item is None:
+        if not item:
             self.send_error(404, "not shipped")
             return
         with open(item.staged, "rb") as f:
@@ -170,9 +181,10 @@ class _FileServer(http.server.ThreadingHTTPServer):
         self.shipment = shipment
         self.token = secrets.token_urlsafe(24)
 
-    def lookup(self, token: str, name: str) -> Optional[ShippedFile]:
+    def lookup(self, token: str, name: str):
+        """The item ``name``; False for a wrong token."""
         if not secrets.compare_digest(token.encode(), self.token.encode()):
-            return None
+            return False
         return self.shipment.items.get(name)
 
     @property
@@ -300,11 +312,15 @@ class Shipment:
         """Add the shipment to an :class:`~substrate.ExecutorInfo` (in place; returned)."""
         if self.auto:
             self.add_user_modules()
+        # Items added later are pulled from here by running executors (sync_from_driver).
+        info.command.environment[ENV_MANIFEST] = self._base_url() + MANIFEST
         uris = self.uris()
         if not uris:
             return info
         shipped_dirs = {os.path.dirname(i.source) for i in self.items.values()
                         if i.kind in ("py", "pkg")}
+        shipped_dirs.add(os.path.realpath(self._staging))  # addPyFile put it on sys.path
+        shipped_dirs.update(os.path.realpath(i.staged) for i in self.items.values())
         env = info.command.environment
         old = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         kept = [p for p in old if os.path.realpath(p) not in shipped_dirs]
@@ -387,6 +403,27 @@ def shipped_file(name: str) -> str:
     if box is not None and os.path.exists(os.path.join(box, name)):
         return os.path.join(box, name)
     raise FileNotFoundError(f"no file named {name!r} was shipped to this process")
+
+
+def sync_from_driver(timeout: float = 60.0) -> list[str]:
+    """In an executor: fetch what its driver ships now and is missing here (names fetched).
+
+    Frameworks call it when an executor starts and when their driver says a file was added
+    (dataflow's ``addPyFile``). Does nothing outside an executor made by
+    :meth:`~substrate.ExecutorInfo.for_python_module`.
+    """
+    import urllib.request
+
+    url = os.environ.get(ENV_MANIFEST)
+    if not url:
+        return []
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 (our driver)
+            data = reply.read()
+    except OSError as exc:
+        raise ShippingError(f"cannot read the driver's shipped files from {url}: {exc}") \
+            from None
+    return apply_manifest(data)
 
 
 def apply_manifest(data: bytes, dest: Optional[str] = None) -> list[str]:
