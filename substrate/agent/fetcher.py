@@ -134,12 +134,25 @@ def _open(uri: FetchURI, config: FetcherConfig) -> BinaryIO:
         except OSError as exc:
             raise FetchError(f"cannot fetch {uri.value}: {exc.strerror or exc}") from None
     try:
-        return urllib.request.urlopen(uri.value, timeout=config.timeout)  # noqa: S310 (scheme checked)
+        return _OPENER.open(uri.value, timeout=config.timeout)
     except urllib.error.HTTPError as exc:
         raise FetchError(f"cannot fetch {uri.value}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"cannot fetch {uri.value}: {reason}") from None
+
+
+class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http/https (never to ftp or file on the agent)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl} refused",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HTTPOnlyRedirects)
 
 
 def _download(uri: FetchURI, dest: Path, config: FetcherConfig) -> None:

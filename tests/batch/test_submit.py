@@ -218,3 +218,35 @@ def test_a_module_failing_to_import_on_the_executor_is_named(cluster, job):
     assert "missing_dependency_xyz" in r.stderr and "fragile" in r.stderr
     [rec] = _records(state)
     assert rec["state"] == "FAILED"
+
+
+GA_HELPER = '''
+import os
+
+def ones(x):
+    """OneMax, or a large penalty when this module was not loaded from a sandbox."""
+    box = os.environ.get("SUBSTRATE_SANDBOX", "")
+    here = os.path.realpath(__file__)
+    shipped = bool(box) and here.startswith(os.path.realpath(box) + os.sep)
+    return float(x.sum()) if shipped else -1000.0
+'''
+
+GA_JOB = '''
+import gahelper
+import genetic
+problem = genetic.Problem(genome=genetic.bits(12), fitness=gahelper.ones, maximize=True)
+result = genetic.evolve(problem, population=24, generations=5, islands=2, seed=1)
+print("BEST", result.best.fitness)
+'''
+
+
+def test_genetic_evolve_uses_the_submitted_master_and_shipped_helper(cluster, tmp_path):
+    d = tmp_path / "ga"
+    d.mkdir()
+    (d / "gahelper.py").write_text(GA_HELPER)
+    (d / "ga_job.py").write_text(GA_JOB)
+    r = offerpool("submit", "--master", cluster.master, d / "ga_job.py", cwd=tmp_path,
+                  state=tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    best = float(r.stdout.split("BEST")[1].strip().strip("[]").split(",")[0])
+    assert best >= 0  # every evaluation ran on an executor, with the shipped copy

@@ -255,3 +255,20 @@ def test_missing_file_uri_and_bad_scheme_name_the_uri(tmp_path):
         fetch_all([FetchURI("http://host/x", output_file="../x")], tmp_path / "box",
                   _config(tmp_path))
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_offerpool_logs_finds_a_task_through_the_master(cluster, served, tmp_path):
+    import subprocess
+    import sys
+    root, base = served
+    (root / "shout.txt").write_bytes(b"loud line\n")
+    status = _run(cluster, "logs-task", "cat shout.txt; echo to-stderr >&2",
+                  [FetchURI(base + "shout.txt")])
+    assert status.state == TaskState.FINISHED, status.message
+    c, _, _ = cluster
+    env = dict(os.environ, OFFERPOOL_STATE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "substrate.cli", "logs", "logs-task", "--follow",
+                        "--master", c.master], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "loud line\n" and r.stderr == "to-stderr\n"
