@@ -81,4 +81,7 @@ class FetchURI:
         if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
             raise InvalidRequest(f"URI {self.value!r}: cannot use {name!r} as a file name "
                                  f"in the sandbox")
+        if name in ("stdout", "stderr"):
+            raise InvalidRequest(f"URI {self.value!r}: {name!r} would overwrite the sandbox's "
+                                 f"log; set output_file")
         return self

@@ -250,3 +250,25 @@ def test_genetic_evolve_uses_the_submitted_master_and_shipped_helper(cluster, tm
     assert r.returncode == 0, r.stderr
     best = float(r.stdout.split("BEST")[1].strip().strip("[]").split(",")[0])
     assert best >= 0  # every evaluation ran on an executor, with the shipped copy
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from substrate.submit.supervisor import Supervisor  # noqa: E402
+
+
+@given(st.lists(st.sampled_from([0, 1, -9, 2]), min_size=1, max_size=10),
+       st.integers(0, 5), st.booleans())
+def test_supervisor_relaunches_until_success_or_the_retry_limit(codes, retries, supervise):
+    sup = Supervisor(supervise, retries)
+    verdicts = []
+    for code in codes:
+        sup.started()
+        verdicts.append(sup.ended(code))
+        if verdicts[-1] != "relaunch":
+            break
+    attempts = len(verdicts)
+    assert verdicts[:-1] == ["relaunch"] * (attempts - 1)
+    assert attempts <= (retries + 1 if supervise else 1)
+    if verdicts[-1] != "relaunch":
+        assert verdicts[-1] == ("FINISHED" if codes[attempts - 1] == 0 else "FAILED")
