@@ -57,3 +57,30 @@ def test_plan_removes_exactly_the_sandboxes_past_the_age_limit(mtimes, usage, ke
     chosen = set(plan(names, now=1e6, policy=policy, disk_usage=usage))
     limit = policy.max_age(usage)
     assert chosen == {n for n, m in names if 1e6 - m >= limit}
+
+
+def test_a_running_agent_collects_finished_sandboxes_only(tmp_path):
+    import time
+
+    from substrate import CommandInfo, FrameworkInfo, LocalCluster, SchedulerDriver, TaskState
+    from tests.substrate.test_fetcher import _Launcher
+
+    policy = GCPolicy(keep_seconds=0.0, headroom=0.0, interval=0.1)
+    with LocalCluster(agents=1, cpus=2, mem=1024, work_dir=str(tmp_path),
+                      agent_options={"sandbox_gc": policy}) as cluster:
+        sched = _Launcher()
+        driver = SchedulerDriver(sched, FrameworkInfo(name="gc-test"), cluster.master)
+        driver.start()
+        try:
+            fid = driver.wait_registered(timeout=30)
+            sched.add(driver, "long", CommandInfo("echo started; exec sleep 600", shell=True))
+            sched.add(driver, "short", CommandInfo("echo done", shell=True))
+            assert sched.wait("short").state == TaskState.FINISHED
+            boxes = tmp_path / "agent0" / "sandboxes" / fid
+            deadline = time.monotonic() + 30
+            while (boxes / "short").exists():  # the collector runs every 0.1 s
+                assert time.monotonic() < deadline, "finished sandbox never collected"
+                time.sleep(0.05)
+            assert (boxes / "long" / "stdout").exists()  # a running task's sandbox stays
+        finally:
+            driver.stop()
