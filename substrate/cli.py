@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, default=0)
     a.add_argument("--work-dir", help="default: the agent.work_dir setting (~/.offerpool/agent)")
     a.add_argument("--config", help="config file (TOML); see `offerpool config`")
+    from substrate.submit.commands import add_agent_flags
+    add_agent_flags(a)
     a.add_argument("--cpus", type=_positive)
     a.add_argument("--mem", type=_positive, help="MiB")
     a.add_argument("--disk", type=_positive, help="MiB")

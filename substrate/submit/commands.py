@@ -113,6 +113,18 @@ def status(inner: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     return run
 
 
+_AGENT_FLAGS = {"sandbox_keep": "agent.sandbox_keep", "gc_headroom": "agent.gc_headroom",
+                "fetch_max_bytes": "agent.fetch_max_bytes"}
+
+
+def add_agent_flags(parser: argparse.ArgumentParser) -> None:
+    """``offerpool agent``'s flags for the sandbox GC and the fetcher."""
+    parser.add_argument("--sandbox-keep", type=float, help="seconds finished sandboxes are "
+                        "kept (default: the agent.sandbox_keep setting)")
+    parser.add_argument("--gc-headroom", type=float, help="disk fraction to keep free")
+    parser.add_argument("--fetch-max-bytes", type=int, help="largest URI the agent fetches")
+
+
 def agent_work_dir(args: argparse.Namespace) -> str:
     """``offerpool agent``'s work directory: ``--work-dir``, else the setting."""
     cfg = load(flags={"agent.work_dir": getattr(args, "work_dir", None)},
@@ -124,7 +136,8 @@ def agent_settings(args: argparse.Namespace, agent_config: Any) -> None:
     """Fill an :class:`~substrate.agent.AgentConfig`'s sandbox GC and fetcher settings."""
     from substrate.agent.fetcher import FetcherConfig
     from substrate.agent.gc import GCPolicy
-    cfg = load(path=getattr(args, "config", None))
+    cfg = load(flags={name: getattr(args, dest, None) for dest, name in _AGENT_FLAGS.items()},
+               path=getattr(args, "config", None))
     agent_config.fetcher = FetcherConfig(
         max_bytes=cfg["agent.fetch_max_bytes"],
         max_extracted_bytes=cfg["agent.fetch_max_extracted_bytes"],

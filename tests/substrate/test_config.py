@@ -54,3 +54,20 @@ def test_offerpool_config_shows_values_and_sources(tmp_path):
     assert "0.25" in lines["agent.gc_headroom"] and f"(file {cfg_file})" in lines["agent.gc_headroom"]
     assert "(env OFFERPOOL_STATE_DIR)" in lines["state_dir"]
     assert "(default)" in lines["submit.max_retries"]
+
+
+def test_agent_flags_beat_environment_which_beats_the_file(tmp_path, monkeypatch):
+    from substrate.agent import AgentConfig
+    from substrate.cli import build_parser
+    from substrate.submit.commands import agent_settings, agent_work_dir
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('[agent]\nsandbox_keep = 10\ngc_headroom = 0.3\nwork_dir = "/from/file"\n')
+    monkeypatch.setenv("OFFERPOOL_AGENT_GC_HEADROOM", "0.2")
+    args = build_parser().parse_args(["agent", "--master", "h:1", "--config", str(cfg_file),
+                                      "--sandbox-keep", "30"])
+    config = AgentConfig(master="h:1")
+    config.work_dir = agent_work_dir(args)
+    agent_settings(args, config)
+    assert config.work_dir == "/from/file"
+    assert (config.sandbox_gc.keep_seconds, config.sandbox_gc.headroom) == (30.0, 0.2)
