@@ -4,8 +4,10 @@ The script runs as ``python SCRIPT ARGS`` in a child process whose environment n
 master (``OFFERPOOL_MASTER``: ``dataflow.Context()`` and ``genetic.evolve()`` use it when given
 no master) and the code and files to ship (``OFFERPOOL_PY_FILES``, ``OFFERPOOL_FILES``: the
 driver's :func:`substrate.shipment` starts with them). The driver's output is shown and also
-copied next to its record, so ``offerpool logs`` finds it afterwards. When supervised, a driver
-that dies is started again, up to the retry limit.
+copied next to its record, so ``offerpool logs`` finds it afterwards (detached, it goes only
+there). When supervised, a driver that dies is started again, up to the retry limit. The driver
+dies with its submitter (Linux parent-death signal), so a record whose submitter is gone
+describes a driver that is gone too.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import IO, Optional, Sequence
+from typing import IO, Callable, Optional, Sequence
 
 from substrate.errors import InvalidRequest
 from substrate.shipping import ENV_FILES, ENV_PY_FILES, Shipment
@@ -48,6 +50,20 @@ def _tee(source: IO[bytes], sink: IO[bytes], copy: IO[bytes]) -> None:
         copy.flush()
 
 
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when ``parent`` dies."""
+    def arm() -> None:
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)           # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return                                  # not Linux: the driver may outlive us
+        if os.getppid() != parent:                  # the parent died before we armed it
+            os._exit(137)
+    return arm
+
+
 def driver_env(master: str, py_files: Sequence[str], files: Sequence[str],
                record: DriverRecord, attempt: int) -> dict[str, str]:
     env = dict(os.environ)
@@ -62,13 +78,21 @@ def driver_env(master: str, py_files: Sequence[str], files: Sequence[str],
 
 def run_client(script: str, args: Sequence[str], *, master: str, py_files: Sequence[str],
                files: Sequence[str], supervise: bool, max_retries: int,
-               state_dir: str, quiet: bool = False) -> int:
-    """Run (and supervise) the driver here; its exit status (128 + signal when killed)."""
+               state_dir: str, quiet: bool = False, detached: bool = False,
+               on_record: Optional[Callable[[DriverRecord], None]] = None) -> int:
+    """Run (and supervise) the driver here; its exit status (128 + signal when killed).
+
+    ``detached``: the driver's output goes only to the files next to its record, not to this
+    process's. ``on_record`` is called with the record as soon as it exists.
+    """
     check_inputs(script, py_files, files)
     record = DriverRecord.new(os.path.abspath(script), list(args), mode="client",
                               master=master, state_dir=state_dir,
                               max_retries=max_retries if supervise else 0)
-    record.update(stdout=record.log_path("stdout"), stderr=record.log_path("stderr"))
+    record.update(stdout=record.log_path("stdout"), stderr=record.log_path("stderr"),
+                  detached=detached)
+    if on_record is not None:
+        on_record(record)
     sup = Supervisor(supervise, max_retries)
     out = sys.stdout.buffer
     err = sys.stderr.buffer
@@ -80,10 +104,14 @@ def run_client(script: str, args: Sequence[str], *, master: str, py_files: Seque
                 proc = subprocess.Popen(
                     [sys.executable, os.path.abspath(script), *args],
                     env=driver_env(master, py_files, files, record, attempt),
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    stdin=subprocess.DEVNULL if detached else None,
+                    stdout=out_copy if detached else subprocess.PIPE,
+                    stderr=err_copy if detached else subprocess.PIPE,
+                    preexec_fn=_die_with_parent(os.getpid()))
                 record.update(state="RUNNING", pid=proc.pid, attempts=attempt)
-                pumps = [threading.Thread(target=_tee, args=(proc.stdout, out, out_copy)),
-                         threading.Thread(target=_tee, args=(proc.stderr, err, err_copy))]
+                pumps = [] if detached else [
+                    threading.Thread(target=_tee, args=(proc.stdout, out, out_copy)),
+                    threading.Thread(target=_tee, args=(proc.stderr, err, err_copy))]
                 for pump in pumps:
                     pump.start()
                 code = proc.wait()
@@ -106,6 +134,11 @@ def run_client(script: str, args: Sequence[str], *, master: str, py_files: Seque
         sup.killed = True
         if proc is not None and proc.poll() is None:
             proc.terminate()
-            proc.wait()
-        record.update(state="KILLED", message="interrupted")
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:   # it ignores SIGTERM
+                proc.kill()
+                proc.wait()
+        record.update(state="KILLED", exit_code=proc.returncode if proc else None,
+                      message="killed on request")
         raise

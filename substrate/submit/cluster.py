@@ -7,12 +7,16 @@ by this process's file server and checked by sha256. The agent fetches them into
 sandbox; the driver then runs there with ``OFFERPOOL_MASTER`` and the shipped names in its
 environment, so its own executors get the same code (:mod:`substrate.shipping`). When
 supervised, a driver task that fails, is killed or is lost is launched again (a new task id per
-attempt) up to the retry limit. This process stays attached until the driver ends.
+attempt) up to the retry limit. This process stays until the driver ends (``submit --detach``
+runs it in the background, :mod:`.detach`); when it dies, the master tears the framework down
+and with it the driver task.
 """
 from __future__ import annotations
 
 import modulefinder
 import os
+import re
+import signal
 import sys
 import threading
 from typing import Callable, Optional, Sequence
@@ -58,6 +62,27 @@ def local_modules(script: str) -> list[str]:
     return sorted(set(found))
 
 
+def exit_code_of(state: TaskState, message: str) -> int:
+    """The driver's exit status from its final task status (128 + signal when killed).
+
+    Examples
+    --------
+    >>> exit_code_of(TaskState.FAILED, "exited with status 3")
+    3
+    >>> exit_code_of(TaskState.KILLED, "killed by signal SIGKILL")
+    137
+    >>> exit_code_of(TaskState.LOST, "agent gone")
+    1
+    """
+    found = re.search(r"exited with status (-?\d+)", message)
+    if found:
+        return int(found.group(1))
+    found = re.search(r"killed by signal (SIG[A-Z0-9]+)", message)
+    if found and found.group(1) in signal.Signals.__members__:
+        return 128 + signal.Signals[found.group(1)].value
+    return 0 if state == TaskState.FINISHED else 1
+
+
 class DriverScheduler(Scheduler):
     """Launches the driver task, relaunches it when supervised, records every change."""
 
@@ -100,12 +125,14 @@ class DriverScheduler(Scheduler):
             return
         if not status.state.is_terminal:
             return
-        code = 0 if status.state == TaskState.FINISHED else 1
+        code = exit_code_of(status.state, status.message)
+        if status.state != TaskState.FINISHED and code == 0:
+            code = 1                  # ended otherwise than by finishing: never a success
         verdict = self.sup.ended(code)
         what = f"{status.state.name}" + (f": {status.message}" if status.message else "")
         if verdict == "relaunch":
             self.echo(f"driver task {status.task_id} {what}; relaunching")
-            self.record.update(state="RELAUNCHING", message=what)
+            self.record.update(state="RELAUNCHING", message=what, exit_code=code)
             self.pending = True
             driver.revive_offers()
             return
@@ -128,8 +155,12 @@ def _sandbox_name(item) -> str:
 def run_cluster(script: str, args: Sequence[str], *, master: str, py_files: Sequence[str],
                 files: Sequence[str], supervise: bool, max_retries: int, state_dir: str,
                 cpus: float, mem: float, ship_host: str,
-                echo: Callable[[str], None] = print) -> int:
-    """Run the driver as a task on ``master``'s cluster; 0 when it finished."""
+                echo: Callable[[str], None] = print, detached: bool = False,
+                on_record: Optional[Callable[[DriverRecord], None]] = None) -> int:
+    """Run the driver as a task on ``master``'s cluster; 0 when it finished.
+
+    ``on_record`` is called with the driver's record as soon as it exists.
+    """
     check_inputs(script, py_files, files)
     ship = Shipment(auto=False, host=ship_host)
     try:
@@ -143,6 +174,9 @@ def run_cluster(script: str, args: Sequence[str], *, master: str, py_files: Sequ
         record = DriverRecord.new(os.path.abspath(script), list(args), mode="cluster",
                                   master=master, state_dir=state_dir,
                                   max_retries=max_retries if supervise else 0)
+        record.update(detached=detached)
+        if on_record is not None:
+            on_record(record)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                      if p and os.path.realpath(p) != os.path.dirname(main.source)]
@@ -167,9 +201,10 @@ def run_cluster(script: str, args: Sequence[str], *, master: str, py_files: Sequ
             sched.done.wait()
         except KeyboardInterrupt:
             sched.sup.killed = True
+            sched.done.set()                      # later status updates change nothing
             if record.task_id:
                 driver.kill_task(record.task_id)
-            record.update(state="KILLED", message="interrupted")
+            record.update(state="KILLED", message="killed on request")
             raise
         finally:
             driver.stop()

@@ -1,4 +1,5 @@
-"""The command-line side of batch pipelines: ``submit``, ``logs``, ``config``, driver status.
+"""The command-line side of batch pipelines: ``submit``, ``kill``, ``logs``, ``config``,
+driver status.
 
 :func:`add_parsers` adds the sub-commands to ``offerpool``'s parser and :data:`COMMANDS` maps
 them to their functions; :func:`status` wraps the master status with the submitted drivers;
@@ -34,6 +35,9 @@ def add_parsers(sub: "argparse._SubParsersAction") -> None:
                    "cluster instead of here")
     s.add_argument("--supervise", action="store_true", help="relaunch the driver when it dies")
     s.add_argument("--max-retries", type=int, help="relaunches allowed with --supervise")
+    s.add_argument("--detach", "-d", action="store_true", help="print the driver's id and "
+                   "return at once; the submission goes on in the background (see "
+                   "`offerpool status`, `offerpool logs ID`, `offerpool kill ID`)")
     s.add_argument("--config", help="config file (TOML)")
     s.add_argument("script")
     s.add_argument("args", nargs=argparse.REMAINDER)
@@ -45,7 +49,15 @@ def add_parsers(sub: "argparse._SubParsersAction") -> None:
     which = lg.add_mutually_exclusive_group()
     which.add_argument("--stdout", action="store_true", help="only stdout")
     which.add_argument("--stderr", action="store_true", help="only stderr")
+    which.add_argument("--submitter", action="store_true", help="a detached submission's own "
+                       "messages (placement, relaunches, errors)")
     lg.add_argument("--config", help="config file (TOML)")
+
+    k = sub.add_parser("kill", help="stop a submitted driver (and its supervision)")
+    k.add_argument("driver_id", help="the id `submit` printed (or the driver's task id)")
+    k.add_argument("--timeout", type=float, default=30.0, help="seconds the submitter has "
+                   "to stop its driver before it is killed outright")
+    k.add_argument("--config", help="config file (TOML)")
 
     c = sub.add_parser("config", help="show the settings in force and where each comes from")
     c.add_argument("--config", help="config file (TOML)")
@@ -60,12 +72,31 @@ def submit(args: argparse.Namespace) -> int:
     common = dict(master=master, py_files=_split(args.py_files), files=_split(args.files),
                   supervise=args.supervise, max_retries=cfg["submit.max_retries"],
                   state_dir=cfg.path_value("state_dir"))
+    from substrate.errors import InvalidRequest
+    if args.cluster and not master:
+        raise InvalidRequest("--cluster needs a master: --master HOST:PORT, "
+                             "OFFERPOOL_MASTER or 'master' in the config file")
+    if args.detach:
+        import os
+        from substrate.submit.client import check_inputs
+        from substrate.submit.detach import spawn
+        check_inputs(args.script, common["py_files"], common["files"])   # fail here, not later
+        absolute = {k: [os.path.abspath(p) for p in common[k]] for k in ("py_files", "files")}
+        spec = dict(common, **absolute, script=os.path.abspath(args.script), args=script_args,
+                    cluster=args.cluster)
+        if args.cluster:
+            spec.update(cpus=cfg["submit.cpus"], mem=cfg["submit.mem"],
+                        ship_host=cfg["ship.host"])
+        driver_id = spawn(spec)
+        print(driver_id, flush=True)
+        print(f"offerpool submit: driver {driver_id} detached; follow it with "
+              f"`offerpool logs {driver_id} --follow`, stop it with `offerpool kill "
+              f"{driver_id}`", file=sys.stderr, flush=True)
+        return 0
+    from substrate.submit.detach import stop_on_sigterm
+    stop_on_sigterm()
     if args.cluster:
-        from substrate.errors import InvalidRequest
         from substrate.submit.cluster import run_cluster
-        if not master:
-            raise InvalidRequest("--cluster needs a master: --master HOST:PORT, "
-                                 "OFFERPOOL_MASTER or 'master' in the config file")
         return run_cluster(args.script, script_args, cpus=cfg["submit.cpus"],
                            mem=cfg["submit.mem"], ship_host=cfg["ship.host"],
                            echo=lambda m: print(f"offerpool submit: {m}", file=sys.stderr,
@@ -79,9 +110,17 @@ def logs(args: argparse.Namespace) -> int:
     cfg = _config(args, master=args.master)
     source = find_logs(args.task_id, cfg["master"], cfg.path_value("state_dir"))
     streams = ("stdout",) if args.stdout else ("stderr",) if args.stderr else \
-        ("stdout", "stderr")
+        ("submitter",) if args.submitter else ("stdout", "stderr")
     print_logs(source, streams, args.follow)
     return 0
+
+
+def kill(args: argparse.Namespace) -> int:
+    from substrate.submit.detach import kill_driver
+    record = kill_driver(_config(args).path_value("state_dir"), args.driver_id,
+                         timeout=args.timeout)
+    print(f"{record.id} {record.state}" + (f" ({record.message})" if record.message else ""))
+    return 0 if record.state == "KILLED" else 1
 
 
 def config(args: argparse.Namespace) -> int:
@@ -94,12 +133,13 @@ def print_drivers(state_dir: str) -> None:
     records = list_records(state_dir)
     print(f"submitted drivers: {len(records)}")
     for r in records:
-        state = r.state
-        if not r.terminal and not r.submitter_alive():
-            state += " (submitter gone)"
+        r = r.settle()     # a record whose submitter died shows LOST, not RUNNING forever
+        state = r.state + (f" exit {r.exit_code}" if r.exit_code is not None else "")
+        tries = f"attempts {r.attempts}" + (f"/{r.max_retries + 1}" if r.max_retries else "")
         where = f"task {r.task_id}" if r.mode == "cluster" else f"pid {r.pid}"
+        mode = r.mode + (",detached" if r.detached else "")
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
-        print(f"  {r.id}  {r.mode:<7}  {state:<12}  attempts {r.attempts}  {where}  "
+        print(f"  {r.id}  {mode:<16}  {state:<16}  {tries}  {where}  "
               f"{when}  {r.script}" + (f"  ({r.message})" if r.message else ""))
 
 
@@ -147,4 +187,4 @@ def agent_settings(args: argparse.Namespace, agent_config: Any) -> None:
                                        interval=cfg["agent.gc_interval"])
 
 
-COMMANDS = {"submit": submit, "logs": logs, "config": config}
+COMMANDS = {"submit": submit, "kill": kill, "logs": logs, "config": config}

@@ -4,7 +4,9 @@
 driver's id or task id (found in the local driver records, which also cover frameworks the
 master has since forgotten, and client-mode drivers whose output was copied locally). The
 file is read through the agent's confined ``ReadFile`` RPC from the sandbox of the task — or
-of its executor, whose log then holds the output of every task it ran.
+of its executor, whose log then holds the output of every task it ran. Following a supervised
+cluster-mode driver moves on to each new attempt's task; a detached submission's own messages
+are the ``submitter`` stream.
 """
 from __future__ import annotations
 
@@ -31,13 +33,18 @@ class LogSource:
     agent_address: str = ""
     framework_id: str = ""
     sandbox: str = ""
-    local_dir: str = ""             # client mode: <state_dir>/drivers, files <id>.stdout/stderr
+    local_dir: str = ""             # <state_dir>/drivers, files <id>.stdout/stderr/submitter
     local_prefix: str = ""
+    local: bool = False             # client mode: stdout and stderr are local files too
     terminal: Callable[[], bool] = lambda: True
+    refresh: Optional[Callable[[], "LogSource"]] = None   # a driver's current attempt
 
     def read(self, stream: str, offset: int) -> bytes:
         """Bytes of ``stream`` from ``offset`` (empty when there are none yet)."""
-        if self.local_dir:
+        if self.local or stream == "submitter":
+            if not self.local_dir:
+                raise InvalidRequest(f"{self.task_id} is not a submitted driver: it has no "
+                                     f"submitter log")
             path = os.path.join(self.local_dir, f"{self.local_prefix}.{stream}")
             try:
                 with open(path, "rb") as f:
@@ -45,6 +52,8 @@ class LogSource:
                     return f.read()
             except FileNotFoundError:
                 return b""
+        if not self.agent_address:
+            return b""                  # a driver task not placed yet
         try:
             return b"".join(iter_agent_file(self.agent_address, self.framework_id, stream,
                                             sandbox=self.sandbox, offset=offset, timeout=30))
@@ -95,13 +104,21 @@ def find_logs(task_id: str, master: str, state_dir: str) -> LogSource:
     if record is not None:
         def terminal() -> bool:
             fresh = find_record(state_dir, record.id)
-            return fresh is None or fresh.terminal or not fresh.submitter_alive()
-        if record.mode == "client":
-            return LogSource(task_id, local_dir=os.path.dirname(record.path),
-                             local_prefix=record.id, terminal=terminal)
-        if record.agent_address:
-            return LogSource(record.task_id, record.agent_address, record.framework_id,
-                             record.sandbox, terminal=terminal)
+            return fresh is None or fresh.settle().terminal
+
+        def source(rec) -> LogSource:
+            return LogSource(rec.task_id or rec.id, rec.agent_address, rec.framework_id,
+                             rec.sandbox, local_dir=os.path.dirname(rec.path),
+                             local_prefix=rec.id, local=rec.mode == "client",
+                             terminal=terminal, refresh=refresh)
+
+        def refresh() -> LogSource:
+            return source(find_record(state_dir, record.id) or record)
+        # A driver's task id (not its own id) names that attempt only.
+        return source(record) if task_id == record.id or record.mode == "client" else \
+            LogSource(task_id, record.agent_address, record.framework_id, record.sandbox,
+                      local_dir=os.path.dirname(record.path), local_prefix=record.id,
+                      terminal=terminal)
     state = master_state(master) if master else None
     if state is not None:
         found = _from_state(state, task_id, master)
@@ -116,10 +133,28 @@ def find_logs(task_id: str, master: str, state_dir: str) -> LogSource:
 def print_logs(source: LogSource, streams: tuple[str, ...], follow: bool,
                poll: float = 0.5) -> None:
     """Print the streams; with ``follow``, keep printing until the task has ended."""
-    outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer,
+            "submitter": sys.stdout.buffer}
     offsets = dict.fromkeys(streams, 0)
+    if not follow and not source.local and not source.agent_address and \
+            streams != ("submitter",):
+        raise InvalidRequest(f"driver {source.local_prefix} is not placed on an agent yet: "
+                             f"`--follow` waits for it")
     while True:
         ended = source.terminal() if follow else True
+        if follow and source.refresh is not None:
+            now = source.refresh()
+            if now.agent_address and (now.task_id, now.agent_address) != \
+                    (source.task_id, source.agent_address):
+                task_streams = [k for k in streams if k != "submitter"]
+                if source.agent_address:   # the rest of the previous attempt's output
+                    for stream in task_streams:
+                        outs[stream].write(source.read(stream, offsets[stream]))
+                        outs[stream].flush()
+                        offsets[stream] = 0
+                    sys.stderr.write(f"--- offerpool logs: now task {now.task_id} ---\n")
+                    sys.stderr.flush()
+                source = now
         for stream in streams:
             data = source.read(stream, offsets[stream])
             if data:

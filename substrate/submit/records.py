@@ -1,7 +1,11 @@
 """Records of submitted drivers: one JSON file each under ``<state_dir>/drivers/``.
 
 The submitting process writes its driver's record at every change of state (atomically:
-temporary file and rename); ``offerpool status`` and ``offerpool logs`` only read them.
+temporary file and rename). The record names that process (pid and start time, so a reused pid
+is not mistaken for it): when it is gone and the record is not in a final state, nobody will
+ever finish the record, so :meth:`DriverRecord.settle` (called by ``offerpool status``) marks it
+``LOST`` — the driver went with its submitter (a client-mode driver is killed with its parent,
+a cluster-mode driver's framework is torn down when its scheduler disconnects).
 
 Examples
 --------
@@ -22,7 +26,28 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-STATES = ("PENDING", "RUNNING", "RELAUNCHING", "FINISHED", "FAILED", "KILLED")
+import psutil
+
+STATES = ("PENDING", "RUNNING", "RELAUNCHING", "FINISHED", "FAILED", "KILLED", "LOST")
+TERMINAL = ("FINISHED", "FAILED", "KILLED", "LOST")
+
+
+def process_start(pid: int) -> float:
+    """When process ``pid`` started (seconds since the epoch); 0.0 when there is no such
+    process. Zombies count as gone: a dead submitter nobody reaped must not look alive.
+
+    Examples
+    --------
+    >>> process_start(os.getpid()) > 0
+    True
+    """
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return 0.0
+        return proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return 0.0
 
 
 @dataclass
@@ -39,6 +64,9 @@ class DriverRecord:
     max_retries: int = 0
     pid: int = 0                   # client mode: the driver process
     submitter_pid: int = 0
+    submitter_start: float = 0.0   # the submitter's start time: tells a reused pid apart
+    detached: bool = False
+    submitter_log: str = ""        # detached: the submitting process's own output
     exit_code: Optional[int] = None
     message: str = ""
     task_id: str = ""              # cluster mode: the current attempt's task
@@ -56,7 +84,8 @@ class DriverRecord:
             state_dir: str, max_retries: int = 0) -> "DriverRecord":
         rid = time.strftime("driver-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         rec = cls(rid, script, list(args), mode, master, max_retries=max_retries,
-                  submitter_pid=os.getpid(), state_dir=state_dir)
+                  submitter_pid=os.getpid(), submitter_start=process_start(os.getpid()),
+                  state_dir=state_dir)
         rec.save()
         return rec
 
@@ -86,17 +115,39 @@ class DriverRecord:
 
     @property
     def terminal(self) -> bool:
-        return self.state in ("FINISHED", "FAILED", "KILLED")
+        return self.state in TERMINAL
 
     def submitter_alive(self) -> bool:
         """Whether the process that submitted (and watches) this driver still runs."""
-        try:
-            os.kill(self.submitter_pid, 0)
-            return True
-        except ProcessLookupError:
+        started = process_start(self.submitter_pid) if self.submitter_pid > 0 else 0.0
+        if not started:
             return False
-        except PermissionError:
-            return True
+        # Start times are computed from boot time and clock ticks: equal for the same
+        # process, different for a later one that reuses the pid.
+        return not self.submitter_start or abs(started - self.submitter_start) < 0.05
+
+    def settle(self) -> "DriverRecord":
+        """This record, marked ``LOST`` (and saved) if its submitter died before finishing it.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> rec = DriverRecord.new("job.py", [], mode="client", master="", state_dir=d)
+        >>> rec.update(state="RUNNING", submitter_start=1.0)   # "our" pid, but another start
+        >>> rec.settle().state
+        'LOST'
+        """
+        if self.terminal or self.submitter_alive():
+            return self
+        # It may have written its final state just before exiting: the file, read now that
+        # the submitter is known dead, is the last word.
+        fresh = find_record(self.state_dir, self.id) or self
+        if fresh.terminal:
+            return fresh
+        fresh.update(state="LOST", message=f"the submitter (pid {fresh.submitter_pid}) died "
+                     f"while the driver was {fresh.state}; the driver was stopped with it")
+        return fresh
 
 
 def list_records(state_dir: str) -> list[DriverRecord]:
