@@ -168,3 +168,18 @@ def test_a_record_whose_submitter_was_killed_is_lost(cluster, job, tmp_path, mod
     assert "LOST" in line and "submitter" in line and "RUNNING" not in line.split("(")[0]
     rec = record(state, driver_id)
     assert rec["state"] == "LOST"           # settled once, in the file
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from substrate.agent.processes import describe_exit  # noqa: E402
+from substrate.submit.cluster import exit_code_of  # noqa: E402
+from substrate.types import TaskState  # noqa: E402
+
+
+@given(st.one_of(st.integers(0, 255), st.sampled_from([-s.value for s in signal.Signals])),
+       st.sampled_from([TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED]))
+def test_a_driver_tasks_exit_status_is_read_back_from_its_final_message(code, state):
+    expected = code if code >= 0 else 128 - code
+    assert exit_code_of(state, describe_exit(code)) == expected
+    assert exit_code_of(state, "") == (0 if state == TaskState.FINISHED else 1)
