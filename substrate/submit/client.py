@@ -120,16 +120,17 @@ def run_client(script: str, args: Sequence[str], *, master: str, py_files: Seque
                 verdict = sup.ended(code)
                 how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
                        else f"exited with status {code}")
+                status = code if code >= 0 else 128 - code     # as a shell reports it
                 if verdict == "relaunch":
-                    record.update(state="RELAUNCHING", exit_code=code,
+                    record.update(state="RELAUNCHING", exit_code=status,
                                   message=f"attempt {attempt} {how}; relaunching")
                     if not quiet:
                         print(f"offerpool submit: driver {how}; relaunching "
                               f"(attempt {attempt + 1} of {max_retries + 1})",
                               file=sys.stderr, flush=True)
                     continue
-                record.update(state=verdict, exit_code=code, message=f"driver {how}")
-                return code if code >= 0 else 128 - code
+                record.update(state=verdict, exit_code=status, message=f"driver {how}")
+                return status
     except KeyboardInterrupt:
         sup.killed = True
         if proc is not None and proc.poll() is None:
@@ -139,6 +140,7 @@ def run_client(script: str, args: Sequence[str], *, master: str, py_files: Seque
             except subprocess.TimeoutExpired:   # it ignores SIGTERM
                 proc.kill()
                 proc.wait()
-        record.update(state="KILLED", exit_code=proc.returncode if proc else None,
-                      message="killed on request")
+        code = proc.returncode if proc is not None else None
+        record.update(state="KILLED", exit_code=None if code is None else
+                      (code if code >= 0 else 128 - code), message="killed on request")
         raise

@@ -34,7 +34,8 @@ TERMINAL = ("FINISHED", "FAILED", "KILLED", "LOST")
 
 def process_start(pid: int) -> float:
     """When process ``pid`` started (seconds since the epoch); 0.0 when there is no such
-    process. Zombies count as gone: a dead submitter nobody reaped must not look alive.
+    process, -1.0 when it exists but its start is hidden. Zombies count as gone: a dead
+    submitter nobody reaped must not look alive.
 
     Examples
     --------
@@ -46,7 +47,9 @@ def process_start(pid: int) -> float:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return 0.0
         return proc.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+    except psutil.AccessDenied:
+        return -1.0          # it exists, but we may not see when it started
+    except (psutil.NoSuchProcess, ValueError):
         return 0.0
 
 
@@ -122,6 +125,8 @@ class DriverRecord:
         started = process_start(self.submitter_pid) if self.submitter_pid > 0 else 0.0
         if not started:
             return False
+        if started < 0:
+            return True
         # Start times are computed from boot time and clock ticks: equal for the same
         # process, different for a later one that reuses the pid.
         return not self.submitter_start or abs(started - self.submitter_start) < 0.05

@@ -171,7 +171,7 @@ def test_without_supervision_a_dead_driver_fails(cluster, job):
                   cwd=elsewhere, state=state)
     assert r.returncode == 128 + 9
     [rec] = _records(state)
-    assert (rec["state"], rec["attempts"]) == ("FAILED", 1)
+    assert (rec["state"], rec["attempts"], rec["exit_code"]) == ("FAILED", 1, 128 + 9)
 
 
 def test_bad_input_names_the_file(cluster, job):
