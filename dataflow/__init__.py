@@ -35,6 +35,7 @@ from .pairs import ResultIterable
 from .partitioner import HashPartitioner, RangePartitioner, portable_hash
 from .rdd import RDD
 from .rdd_actions import StatCounter
+from .shipping import SparkFiles
 from .tasks import TaskContext
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
                      "RangePartitioner",
                      "ResultIterable",
                      "SerializationError",
+                     "SparkFiles",
                      "StatCounter",
                      "TaskContext",
                      "TaskFailedError",

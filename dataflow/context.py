@@ -71,8 +71,9 @@ class Context:
 
     Parameters
     ----------
-    master : str
-        ``"inline"`` runs tasks in the driver thread; ``"local[N]"`` starts an embedded
+    master : str, optional
+        Default: the ``master`` setting (``$OFFERPOOL_MASTER``, which ``offerpool submit``
+        sets, or the config file), else ``"local"``. ``"inline"`` runs tasks in the driver thread; ``"local[N]"`` starts an embedded
         substrate cluster with N executor processes (``"local"``: one per cpu) that
         :meth:`stop` shuts down; ``"HOST:PORT"`` uses a running substrate master.
     appName : str
@@ -96,11 +97,14 @@ class Context:
         changed between jobs.
     """
 
-    def __init__(self, master: str = "local", appName: str = "dataflow", *,
+    def __init__(self, master: str | None = None, appName: str = "dataflow", *,
                  memory_budget: int = DEFAULT_MEMORY, max_task_failures: int = 4,
                  speculation: bool = False, work_dir: str | None = None,
                  clock: Callable[[], float] | None = None,
                  progress: bool | ProgressObserver | None = None) -> None:
+        if master is None:  # `offerpool submit` or the config file may name one
+            import substrate
+            master = substrate.default_master("local")
         self.master = master
         self.progress = progress
         self.appName = appName
@@ -186,6 +190,18 @@ class Context:
         level = {"ALL": 0, "TRACE": 5, "OFF": 100, "FATAL": 50, "WARN": 30}.get(
             self._log_level, getattr(logging, self._log_level, 30))
         logging.getLogger("dataflow").setLevel(level)
+
+    def addPyFile(self, path: str) -> None:
+        """Ship Python code (``.py``, ``.zip``, ``.egg``, ``.whl``, a package dir) to executors."""
+        from .shipping import add_py_file
+        add_py_file(self, path)
+
+    def addFile(self, path: str, recursive: bool = False) -> None:
+        """Ship a file (a directory with ``recursive``) to executors; see ``SparkFiles.get``."""
+        if os.path.isdir(path) and not recursive:
+            raise ValueError(f"{path} is a directory: pass recursive=True to ship it")
+        from .shipping import add_file
+        add_file(self, path)
 
     def setCheckpointDir(self, dirName: str) -> None:
         """Directory where ``RDD.checkpoint()`` writes partitions."""

@@ -19,7 +19,8 @@ Wire format of framework messages (first byte is the kind):
 * executor → driver: ``P`` + JSON ``{"pid", "location"}`` once registered; ``B`` + broadcast
   id (a request); ``r`` + relative path (a result file was deleted).
 * driver → executor: ``U`` + rdd id (drop cached partitions), ``D`` + broadcast id (forget),
-  ``R`` + relative path (delete a result file), ``B`` + id + NUL + flag + signed value.
+  ``R`` + relative path (delete a result file), ``B`` + id + NUL + flag + signed value,
+  ``F`` (files were shipped: fetch them from the driver, :mod:`dataflow.shipping`).
 """
 from __future__ import annotations
 
@@ -132,6 +133,9 @@ class DataflowExecutor(substrate.Executor):
             except OSError:
                 pass
             driver.send_framework_message(b"r" + body)
+        elif kind == b"F":  # files shipped after this executor started
+            from .shipping import sync
+            sync("added by the driver")
         elif kind == b"B":
             head, _, rest = body.partition(b"\0")
             with self._lock:
@@ -211,6 +215,8 @@ def main() -> int:
     if not secret:
         print("dataflow.executor: DATAFLOW_SECRET is not set", file=sys.stderr)
         return 2
+    from .shipping import sync
+    sync("executor start")  # files the driver added after this executor's command was made
     executor = DataflowExecutor(secret, int(os.environ.get(ENV_MEMORY, DEFAULT_MEMORY)),
                                 os.environ.get(ENV_BROADCAST_DIR, ""))
     return substrate.ExecutorDriver(executor).run()

@@ -79,7 +79,7 @@ def _positive_or_none(name: str, value: Any, kind: type = int) -> Any:
 
 
 def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
-           islands: int = 1, seed: int | None = None, master: str = "inline",
+           islands: int = 1, seed: int | None = None, master: str | None = None,
            selection: Selection | None = None, crossover: Crossover | None = None,
            mutation: Mutation | None = None, scheme: str | None = None, elitism: int = 0,
            offspring: int | None = None, migration_interval: int = 10, migrants: int = 2,
@@ -106,8 +106,10 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
     seed : int, optional
         With a seed, two runs give identical results (on ``"inline"``, migration is
         synchronous).
-    master : str
-        ``"inline"`` runs every island in this process. ``"local[N]"`` starts an embedded
+    master : str, optional
+        Default: the ``master`` setting (``$OFFERPOOL_MASTER``, set by ``offerpool submit``,
+        or the config file), else ``"inline"``. ``"inline"`` runs every island in this
+        process. ``"local[N]"`` starts an embedded
         :class:`substrate.LocalCluster` with N cpu slots for the run (``"local"``: one per
         core) and stops it after; ``"HOST:PORT"`` uses a running master. On the substrate each
         island is a long-running executor; an island lost with its executor or agent is
@@ -166,6 +168,9 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
     120
     """
     t_call = time.perf_counter()
+    if master is None:  # `offerpool submit` or the config file may name one
+        import substrate
+        master = substrate.default_master("inline")
     _check_master(master)
     if not isinstance(problem, Problem):
         raise ConfigError(f"evolve() needs a genetic.Problem, got {problem!r}")

@@ -12,6 +12,7 @@ Examples
 >>> substrate.Resources(cpus=1, mem=128).contains(substrate.Resources(cpus=0.5))
 True
 """
+from substrate.config import default_master
 from substrate.errors import (
     AccessDenied, AuthenticationError, ClusterError, ConnectionLost, InvalidRequest,
     PayloadRejected, RemoteError, ResourceError, SubscriptionError, SubstrateError,
@@ -23,10 +24,14 @@ from substrate.resources import Resources
 from substrate.scheduler import Scheduler, SchedulerDriver
 from substrate.security.client import Credentials
 from substrate.security.payload import PayloadKey
+from substrate.shipping import (
+    ShippingError, apply_manifest, shipment, shipped_file, sync_from_driver,
+)
 from substrate.types import (
     TERMINAL_STATES, AgentInfo, CommandInfo, ExecutorInfo, Filters, FrameworkInfo, Offer, Reason,
     Source, TaskInfo, TaskState, TaskStatus,
 )
+from substrate.uris import FetchURI
 
 __all__ = [
     "AccessDenied", "AuthenticationError", "Credentials", "PayloadKey", "PayloadRejected",
@@ -35,4 +40,7 @@ __all__ = [
     "Reason", "RemoteError", "RemoteFileNotFound", "ResourceError", "Resources", "Scheduler", "SchedulerDriver",
     "Source", "SubscriptionError", "SubstrateError", "TERMINAL_STATES", "TaskInfo", "TaskState",
     "TaskStatus", "iter_agent_file", "read_agent_file",
+    # batch pipelines: fetcher URIs, code and file shipping, the configured master
+    "FetchURI", "ShippingError", "apply_manifest", "default_master", "shipment", "shipped_file",
+    "sync_from_driver",
 ]

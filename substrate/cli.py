@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--master", required=True, help="HOST:PORT of the master")
     a.add_argument("--host", default="127.0.0.1")
     a.add_argument("--port", type=int, default=0)
-    a.add_argument("--work-dir", default=os.path.join(os.path.expanduser("~"), ".offerpool", "agent"))
+    a.add_argument("--work-dir", help="default: the agent.work_dir setting (~/.offerpool/agent)")
+    a.add_argument("--config", help="config file (TOML); see `offerpool config`")
+    from substrate.submit.commands import add_agent_flags
+    add_agent_flags(a)
     a.add_argument("--cpus", type=_positive)
     a.add_argument("--mem", type=_positive, help="MiB")
     a.add_argument("--disk", type=_positive, help="MiB")
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="start an embedded cluster and run real work through it")
     d.add_argument("--agents", type=int, default=2)
+    from substrate.submit import commands as batch  # submit, logs, config
+    batch.add_parsers(sub)
     return parser
 
 
@@ -129,6 +134,8 @@ def _agent(args: argparse.Namespace) -> int:
     from substrate.agent.resources_probe import probe as probe_resources
     from substrate.resources import Resources
 
+    from substrate.submit.commands import agent_settings, agent_work_dir
+    args.work_dir = agent_work_dir(args)
     resources = None
     if any(v is not None for v in (args.cpus, args.mem, args.disk, args.gpus)) or args.ports:
         probed = probe_resources(args.work_dir)
@@ -142,6 +149,7 @@ def _agent(args: argparse.Namespace) -> int:
                          work_dir=args.work_dir, resources=resources,
                          isolation=args.isolation, container_pids_max=args.pids_limit,
                          **({"hostname": args.hostname} if args.hostname else {}))
+    agent_settings(args, config)
 
     def ready(agent) -> None:
         if args.ready_json:
@@ -231,6 +239,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"master": _master, "agent": _agent, "up": _up, "status": _status, "run": _run,
              "demo": _demo}
+from substrate.submit.commands import COMMANDS as _BATCH, status as _with_drivers  # noqa: E402
+_COMMANDS.update(_BATCH, status=_with_drivers(_status))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ raises :class:`substrate.errors.InvalidRequest` instead of reaching any state.
 from __future__ import annotations
 
 from substrate.resources import Resources
+from substrate.uris import FetchURI
 from substrate.types import (
     AgentInfo, CommandInfo, ExecutorInfo, FrameworkInfo, Offer, Reason, Source, TaskInfo,
     TaskState, TaskStatus,
@@ -32,10 +33,15 @@ def command_to_pb(cmd: CommandInfo, out: "pb.CommandInfo") -> None:
     out.arguments.extend(cmd.arguments)
     out.shell = cmd.shell
     out.environment.update(cmd.environment)
+    for uri in cmd.uris:
+        out.uris.add(value=uri.value, sha256=uri.sha256, extract=uri.extract, cache=uri.cache,
+                     executable=uri.executable, output_file=uri.output_file)
 
 
 def command_from_pb(msg: "pb.CommandInfo") -> CommandInfo:
-    return CommandInfo(msg.value, list(msg.arguments), msg.shell, dict(msg.environment))
+    uris = [FetchURI(u.value, u.sha256, u.extract, u.cache, u.executable, u.output_file)
+            for u in msg.uris]
+    return CommandInfo(msg.value, list(msg.arguments), msg.shell, dict(msg.environment), uris)
 
 
 def executor_to_pb(ex: ExecutorInfo, out: "pb.ExecutorInfo") -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from substrate.resources import Resources
+from substrate.uris import FetchURI
 
 
 class TaskState(enum.IntEnum):
@@ -73,6 +74,7 @@ class Reason(enum.IntEnum):
     CONTAINER_LIMITATION = 21
     TASK_KILLED = 22
     EXECUTOR_SHUTDOWN = 23
+    FETCH_FAILED = 180
 
 
 class Source(enum.IntEnum):
@@ -86,12 +88,16 @@ class Source(enum.IntEnum):
 
 @dataclass
 class CommandInfo:
-    """A program to run: ``value`` with ``arguments``, or a shell line when ``shell``."""
+    """A program to run: ``value`` with ``arguments``, or a shell line when ``shell``.
+
+    ``uris`` are fetched into the sandbox by the agent before the program starts.
+    """
 
     value: str
     arguments: list[str] = field(default_factory=list)
     shell: bool = False
     environment: dict[str, str] = field(default_factory=dict)
+    uris: list[FetchURI] = field(default_factory=list)
 
 
 @dataclass
@@ -113,7 +119,8 @@ class ExecutorInfo:
 
         ``PYTHONPATH`` carries the directory holding ``module``'s top-level package, then this
         process's ``sys.path``, then any inherited ``PYTHONPATH``, so the executor imports the
-        same code as the driver (the user's own modules included) on this machine.
+        same code as the driver on this machine. The driver's own modules and the files it
+        ships (:mod:`substrate.shipping`) are added as ``uris``, fetched into the sandbox.
 
         Examples
         --------
@@ -130,8 +137,10 @@ class ExecutorInfo:
         inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         path = list(dict.fromkeys(p for p in roots + sys.path + inherited if p))
         env = {"PYTHONPATH": os.pathsep.join(path), **(environment or {})}
-        return cls(executor_id, CommandInfo(sys.executable, ["-m", module], environment=env),
+        info = cls(executor_id, CommandInfo(sys.executable, ["-m", module], environment=env),
                    name, resources if resources is not None else Resources(), data)
+        from substrate.shipping import ship_with  # the driver's own code and files, if any
+        return ship_with(info)
 
 
 @dataclass

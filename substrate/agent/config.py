@@ -11,6 +11,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Optional
 
+from substrate.agent.fetcher import FetcherConfig
+from substrate.agent.gc import GCPolicy
 from substrate.errors import InvalidRequest
 from substrate.resources import Resources
 
@@ -54,6 +56,10 @@ class AgentConfig:
         Most processes (threads count too under cgroups) one executor or command task may have.
     isolation_poll_interval : float
         Seconds between two usage polls of the ``posix`` isolation.
+    fetcher : FetcherConfig
+        Limits and cache of the URI fetcher (:mod:`substrate.agent.fetcher`).
+    sandbox_gc : GCPolicy
+        How long finished sandboxes are kept (:mod:`substrate.agent.gc`).
 
     Examples
     --------
@@ -82,6 +88,8 @@ class AgentConfig:
     isolation: str = "none"
     container_pids_max: int = 1024
     isolation_poll_interval: float = 0.25
+    fetcher: FetcherConfig = field(default_factory=FetcherConfig)
+    sandbox_gc: GCPolicy = field(default_factory=GCPolicy)
 
     def validate(self) -> "AgentConfig":
         """Check the values; returns ``self``. Raises :class:`InvalidRequest` on a bad one."""

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import grpc
 
 from substrate.agent import files
+from substrate.agent import gc as sandbox_gc
 from substrate.agent.config import AgentConfig
 from substrate.agent.core import AgentCore
 from substrate.agent.records import Executor, executor_event
@@ -195,6 +196,7 @@ class Agent:
         log.info("agent serving executors on %s", self.core.address)
         if self.config.master:
             self._link = asyncio.ensure_future(self._master_link())
+        self._gc = asyncio.ensure_future(sandbox_gc.run_periodically(self.core))
 
     async def stop(self, kill_executors: bool = True) -> None:
         """Leave the master, optionally shut every executor down, stop the server."""
@@ -202,6 +204,8 @@ class Agent:
             await self.stopped.wait()
             return
         self._stopping = True
+        if getattr(self, "_gc", None) is not None:
+            self._gc.cancel()
         try:
             if self._link is not None:
                 self._link.cancel()

@@ -19,6 +19,7 @@ import secrets
 import shutil
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from substrate.agent import fetch_launch
 from substrate.agent.files import framework_dir
 from substrate.agent.isolation import Container, Limits
 from substrate.agent.processes import ChildProcess, describe_exit, is_safe_id, sandbox_path, spawn
@@ -126,9 +127,11 @@ class Launcher:
         container = ex.proc.container if ex.proc is not None else None
         if container is None:
             return
-        tasks = [self.core.tasks[(ex.framework_id, tid)].info.resources for tid in ex.tasks
-                 if (ex.framework_id, tid) in self.core.tasks]
-        container.update(self._limits(ex.info.resources, *tasks))
+        container.update(self._limits(ex.info.resources, *self._task_resources(ex)))
+
+    def _task_resources(self, ex: Executor) -> list[pb.Resources]:
+        return [self.core.tasks[(ex.framework_id, tid)].info.resources for tid in ex.tasks
+                if (ex.framework_id, tid) in self.core.tasks]
 
     @staticmethod
     def _limit_failure(proc: ChildProcess, code: int):
@@ -141,6 +144,14 @@ class Launcher:
     # ------------------------------------------------------------------ command tasks
 
     def _run_command(self, fid: str, info: pb.TaskInfo) -> None:
+        if info.command.uris:  # fetch first, on a worker thread
+            sandbox = sandbox_path(self.core.config.work_dir, fid, info.task_id)
+            self._spawn_background(fetch_launch.run_command_after_fetch(self, fid, info, sandbox))
+            return
+        self.spawn_command(fid, info)
+
+    def spawn_command(self, fid: str, info: pb.TaskInfo) -> None:
+        """Start a command task's process now (its URIs, if any, are already fetched)."""
         core = self.core
         key = (fid, info.task_id)
         try:
@@ -202,22 +213,36 @@ class Launcher:
         fid, eid = framework.id, info.executor_id
         token = secrets.token_urlsafe(32)
         sandbox = sandbox_path(core.config.work_dir, fid, eid)
+        ex = Executor(fid, eid, info, token, sandbox, None)
+        ex.tasks.update(t.task_id for t in tasks)  # so its container is sized for them
+        core.executors[ex.key] = ex
+        if info.command.uris:  # fetch first; tasks wait in ex.pending meanwhile
+            self._spawn_background(fetch_launch.start_executor_after_fetch(self, ex))
+            return ex
+        return self.spawn_executor(ex)
+
+    def spawn_executor(self, ex: Executor) -> Optional[Executor]:
+        """Start the process of a recorded executor (its URIs, if any, are already fetched)."""
+        core = self.core
+        fid, eid, info, token, sandbox = (ex.framework_id, ex.executor_id, ex.info, ex.token,
+                                          ex.sandbox)
         env = self._environment(fid, info.command, str(sandbox), {
             "SUBSTRATE_AGENT_ENDPOINT": core.executor_endpoint or core.address, "SUBSTRATE_EXECUTOR_ID": eid,
             "SUBSTRATE_EXECUTOR_TOKEN": token,
             "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
         })
-        limits = self._limits(info.resources, *(t.resources for t in tasks))
+        limits = self._limits(info.resources, *self._task_resources(ex))
         try:
             proc = self._spawn_isolated(eid, limits, info.command, sandbox, env)
         except OSError as exc:
             message = f"cannot launch executor {eid!r} ({info.command.value!r}): {exc}"
+            if core.executors.get(ex.key) is ex:
+                del core.executors[ex.key]
             for (tfid, tid), task in list(core.tasks.items()):
                 if tfid == fid and task.executor_id == eid and task.state not in TERMINAL:
                     core.status(fid, tid, S.FAILED, S.CONTAINER_LAUNCH_FAILED, message, eid)
             return None
-        ex = Executor(fid, eid, info, token, sandbox, proc)
-        core.executors[ex.key] = ex
+        ex.proc = proc
         ex.registration_timer = asyncio.get_running_loop().call_later(
             core.config.executor_registration_timeout, self._registration_timeout, ex)
         proc.exited.add_done_callback(lambda fut: self._executor_exited(ex, fut.result()))
