@@ -37,6 +37,8 @@ from substrate.v1 import pb
 
 log = logging.getLogger(__name__)
 
+#: Checkpoints are written at most this often (seconds): a burst of changes costs one write.
+CHECKPOINT_INTERVAL = 0.05
 # One UPDATE call carries statuses up to about this many bytes (a single larger one goes alone),
 # so batches stay well inside the master's gRPC message limit.
 UPDATE_BATCH_BYTES = 1024 * 1024
@@ -63,7 +65,13 @@ class AgentCore:
         self.config = config
         self.resources = resources
         self.address = ""
+        self.executor_endpoint = ""     # "unix:<path>" where executors reach this agent
         self.agent_id = ""
+        self.previous_agent_id = ""     # set after a reboot: the id whose tasks are gone
+        # Writes the checkpoint (set by the daemon; None: no checkpointing, as in unit tests).
+        self.checkpointer: Optional[Callable[[], None]] = None
+        self._checkpoint_handle: Optional[asyncio.TimerHandle] = None
+        self._last_checkpoint = float("-inf")
         self.epoch = 0
         self.heartbeat_interval = DEFAULT_HEARTBEAT
         self.registered = asyncio.Event()
@@ -98,6 +106,7 @@ class AgentCore:
         if not self.agent_id:
             call = pb.AgentCall(type=pb.AgentCall.REGISTER, epoch=self.epoch)
             call.register.info.CopyFrom(self.agent_info())
+            call.register.previous_agent_id = self.previous_agent_id
             return call
         call = pb.AgentCall(type=pb.AgentCall.REREGISTER, epoch=self.epoch)
         reg = call.register
@@ -143,7 +152,11 @@ class AgentCore:
         elif kind == E.RUN_TASKS:
             self.launcher.run_tasks(event.run_tasks.framework, event.run_tasks.tasks)
         elif kind == E.KILL_TASK:
-            self.launcher.kill_task(event.kill_task.framework_id, event.kill_task.task_id)
+            kill = event.kill_task
+            self.launcher.kill_task(
+                kill.framework_id, kill.task_id,
+                kill.grace_period_seconds if kill.HasField("grace_period_seconds") else None,
+                kill.reason or S.TASK_KILLED)
         elif kind == E.ACKNOWLEDGE:
             self._on_acknowledge(event.acknowledge)
         elif kind == E.MESSAGE:
@@ -165,6 +178,8 @@ class AgentCore:
                         reg.agent_id, self.agent_id)
             self.launcher.wipe()
         self.agent_id = reg.agent_id
+        self.previous_agent_id = ""
+        self.checkpoint_soon()
         self.heartbeat_interval = reg.heartbeat_interval_seconds or DEFAULT_HEARTBEAT
         self.connected = True
         self.registered.set()
@@ -188,6 +203,7 @@ class AgentCore:
                 continue    # unknown or old uuid: a duplicate, harmless
             if done.terminal:
                 self.tasks.pop(key, None)
+                self.checkpoint_soon()
             elif key in self.updates:
                 next_head = True    # the task's next update is now outstanding
             status = done.payload
@@ -234,11 +250,15 @@ class AgentCore:
             task.state = status.state
             task.latest = status
             if terminal:
+                if task.kill_timer is not None:
+                    task.kill_timer.cancel()
+                    task.kill_timer = None
                 if task.executor_id:
                     ex = self.executors.get((key[0], task.executor_id))
                     if ex is not None:
                         ex.tasks.discard(task.info.task_id)
         self.schedule_flush()
+        self.checkpoint_soon()
         return True
 
     def status(self, framework_id: str, task_id: str, state: int, reason: int = 0,
@@ -357,6 +377,8 @@ class AgentCore:
         st.framework_id, st.executor_id = ex.framework_id, ex.executor_id
         st.agent_id = self.agent_id
         st.source = S.EXECUTOR
+        if task.killing and st.state == S.KILLED and not st.reason:
+            st.reason = task.kill_reason    # e.g. AGENT_DRAINING, which only the agent knows
         if not st.timestamp:
             st.timestamp = time.time()
         if not self.update(st):
@@ -372,6 +394,29 @@ class AgentCore:
         ev = executor_event(pb.ExecutorEvent.ERROR)
         ev.error.message = message
         ex.push(ev)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_soon(self) -> None:
+        """Write the checkpoint shortly (at most every :data:`CHECKPOINT_INTERVAL` seconds)."""
+        if self.checkpointer is None or self._checkpoint_handle is not None or self._closed:
+            return
+        delay = max(0.0, self._last_checkpoint + CHECKPOINT_INTERVAL - self._clock())
+        self._checkpoint_handle = asyncio.get_running_loop().call_later(
+            delay, self.checkpoint_now)
+
+    def checkpoint_now(self) -> None:
+        """Write the checkpoint at once (a failed write is logged; the agent goes on)."""
+        if self._checkpoint_handle is not None:
+            self._checkpoint_handle.cancel()
+            self._checkpoint_handle = None
+        if self.checkpointer is None:
+            return
+        self._last_checkpoint = self._clock()
+        try:
+            self.checkpointer()
+        except OSError:
+            log.exception("cannot write the agent checkpoint")
 
     # ------------------------------------------------------------------ inspection and end
 
@@ -402,6 +447,8 @@ class AgentCore:
 
     def close(self) -> None:
         """Stop timers and sending; executors' queues are closed so their streams end."""
+        if self._checkpoint_handle is not None:
+            self.checkpoint_now()
         self._closed = True
         self.connected = False
         self._cancel_timers()
