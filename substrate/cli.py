@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from substrate import ops_cli
+
 
 def _positive(text: str) -> float:
     value = float(text)
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--agent-heartbeat", type=_positive, default=15.0, help="seconds")
     m.add_argument("--agent-missed-heartbeats", type=int, default=5)
     m.add_argument("--offer-timeout", type=_positive, default=60.0, help="seconds; 0 disables")
+    m.add_argument("--quota", type=ops_cli.parse_quota, action="append", default=[],
+                   metavar="ROLE:cpus=N,mem=MiB", help="limit a role (repeatable)")
     m.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
 
     a = sub.add_parser("agent", help="run an agent in the foreground")
@@ -48,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--gpus", type=_positive)
     a.add_argument("--ports", default="", help="port ranges, e.g. 31000-32000")
     a.add_argument("--hostname")
+    ops_cli.add_agent_arguments(a)
     a.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
 
     u = sub.add_parser("up", help="a master and one local agent in the foreground")
@@ -66,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mem", type=_positive, default=32.0)
     r.add_argument("--timeout", type=_positive)
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND...")
+
+    ops_cli.add_drain_command(sub)
 
     d = sub.add_parser("demo", help="start an embedded cluster and run real work through it")
     d.add_argument("--agents", type=int, default=2)
@@ -93,7 +100,7 @@ def _master(args: argparse.Namespace) -> int:
 
     config = MasterConfig(agent_heartbeat_interval=args.agent_heartbeat,
                           agent_max_missed_heartbeats=args.agent_missed_heartbeats,
-                          offer_timeout=args.offer_timeout or None)
+                          offer_timeout=args.offer_timeout or None, quota=dict(args.quota))
 
     def ready(master) -> None:
         info = {"address": master.address, "http": master.http_url}
@@ -131,7 +138,7 @@ def _agent(args: argparse.Namespace) -> int:
             ports=_parse_ports(args.ports) if args.ports else probed.ports)
     config = AgentConfig(master=args.master, host=args.host, port=args.port,
                          work_dir=args.work_dir, resources=resources,
-                         hostname=args.hostname or None)
+                         hostname=args.hostname or None, **ops_cli.agent_options(args))
 
     def ready(agent) -> None:
         if args.ready_json:
@@ -214,7 +221,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"master": _master, "agent": _agent, "up": _up, "status": _status, "run": _run,
-             "demo": _demo}
+             "demo": _demo, "drain": ops_cli.run_drain}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ Examples
 --------
 >>> import tempfile, os
 >>> d = tempfile.mkdtemp()
->>> write(d, {"agent_id": "a1", "executors": []})
+>>> write(d, {"version": VERSION, "agent_id": "a1", "executors": []})
 >>> load(d)["agent_id"], oct(os.stat(checkpoint_path(d)).st_mode & 0o777)
 ('a1', '0o600')
 >>> load(tempfile.mkdtemp()) is None
