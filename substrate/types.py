@@ -73,6 +73,8 @@ class Reason(enum.IntEnum):
     CONTAINER_LIMITATION = 21
     TASK_KILLED = 22
     EXECUTOR_SHUTDOWN = 23
+    AGENT_DRAINING = 140
+    AGENT_REBOOTED = 141
 
 
 class Source(enum.IntEnum):

@@ -63,8 +63,9 @@ def reported_task(core: "MasterCore", agent_id: str, task: "TaskRecord", prior: 
         # Reported LOST when the agent went away; the framework has moved on. Kill it there.
         task.record(State.KILLING, State.AGENT_UNREACHABLE,
                     "its agent came back after being unreachable", now)
-        core.outbox.append(("agent_after_register", agent_id,
-                            kill_event(task.framework_id, task.task_id, State.AGENT_UNREACHABLE)))
+        event = kill_event(task.framework_id, task.task_id, State.AGENT_UNREACHABLE)
+        event.epoch = core.epoch
+        core.outbox.append(("agent_after_register", agent_id, event))
         return
     state = latest.state or State.RUNNING
     task.record(state, latest.reason, "re-registered", now)

@@ -188,6 +188,7 @@ class MasterCore:
             for event in [agent_lifecycle.kill_event(t.framework_id, t.task_id,
                                                      State.AGENT_DRAINING, self.draining[agent_id])
                           for t in agent.tasks.values() if t.state not in TERMINAL]:
+                event.epoch = self.epoch
                 self.outbox.append(("agent_after_register", agent_id, event))
         self.allocation_pending = True
         return agent_id
