@@ -49,6 +49,19 @@ def checkpoint(cluster: LocalCluster, i: int = 0) -> dict:
         return {}
 
 
+def wait_armed(cluster: LocalCluster, framework_id: str, task_id: str, i: int = 0) -> None:
+    """Wait until a shell task has printed ``armed`` (its SIGTERM trap is in place)."""
+    out = os.path.join(cluster.work_dir, f"agent{i}", "sandboxes", framework_id, task_id, "stdout")
+
+    def armed() -> bool:
+        try:
+            with open(out) as f:
+                return "armed" in f.read()
+        except OSError:
+            return False
+    eventually(armed, what=f"{task_id} armed")
+
+
 def checkpointed_executor_pid(cluster: LocalCluster) -> int:
     """Wait until the agent has checkpointed its executor and the executor's task."""
     def ready() -> bool:
@@ -183,6 +196,7 @@ def test_drain_kills_tasks_after_the_grace_period_and_stops_offers():
             rec.submit(driver, "stubborn", kind="executor", payload=b"stubborn", agent=drained)
             for tid in ("polite", "deaf", "stubborn"):
                 rec.wait_state(tid, TaskState.RUNNING)
+            wait_armed(c, driver.framework_id, "deaf")
             out = subprocess.run(
                 [sys.executable, "-m", "substrate.cli", "drain", drained, "--master", c.master,
                  "--grace", "0.5"], capture_output=True, text=True, timeout=60)
