@@ -195,10 +195,14 @@ class LocalCluster:
 
     def _agent_args(self, i: int, options: dict) -> list[str]:
         from substrate.ops_cli import agent_flags
+        try:
+            flags = agent_flags({**self.agent_options, **options})
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from None
         return ["agent", "--master", self.master, "--port", "0",
                 "--work-dir", os.path.join(self.work_dir, f"agent{i}"),
                 "--cpus", str(self.cpus), "--mem", str(self.mem),
-                "--hostname", f"localhost-{i}", *agent_flags({**self.agent_options, **options})]
+                "--hostname", f"localhost-{i}", *flags]
 
     def start_agent(self, i: int, timeout: float = 30.0, **options) -> dict:
         """Process mode: start agent ``i`` (again, after :meth:`kill_agent`) on its work dir.

@@ -88,13 +88,15 @@ def capture(core: "AgentCore", boot_id: str) -> dict:
         })
     tasks = []
     for (fid, _), task in core.tasks.items():
-        info = pb.TaskInfo()
-        info.CopyFrom(task.info)
-        info.data = b""     # the executor has it already; the master never needs it back
+        if not task.saved_info:     # a task's info never changes: encode it once
+            info = pb.TaskInfo()
+            info.CopyFrom(task.info)
+            info.data = b""     # the executor has it already; the master never needs it back
+            task.saved_info = encode(info)
         pid = task.proc.pid if task.proc is not None else 0
         tasks.append({
-            "framework_id": fid, "executor_id": task.executor_id, "info": encode(info),
-            "state": task.state, "latest": encode(task.latest) if task.latest else "",
+            "framework_id": fid, "executor_id": task.executor_id, "info": task.saved_info,
+            "state": task.state, "latest": encode(_bare(task.latest)) if task.latest else "",
             "pid": pid, "start_time": getattr(task.proc, "start_time", "") if pid else "",
         })
     updates = [encode(st) for _, st in core.updates.all_pending()
@@ -104,6 +106,14 @@ def capture(core: "AgentCore", boot_id: str) -> dict:
         "frameworks": [encode(f) for f in core.frameworks.values()],
         "executors": executors, "tasks": tasks, "updates": updates,
     }
+
+
+def _bare(status: pb.TaskStatus) -> pb.TaskStatus:
+    """``status`` without its data (results can be megabytes; re-registration needs none)."""
+    return pb.TaskStatus(
+        task_id=status.task_id, state=status.state, reason=status.reason, source=status.source,
+        message=status.message, agent_id=status.agent_id, executor_id=status.executor_id,
+        timestamp=status.timestamp, uuid=status.uuid, framework_id=status.framework_id)
 
 
 def write(work_dir: "str | os.PathLike", state: dict) -> None:

@@ -44,6 +44,7 @@ class Task:
     killing: bool = False
     kill_reason: int = pb.TaskStatus.TASK_KILLED
     kill_timer: Optional[asyncio.TimerHandle] = None    # executor tasks: the kill's grace
+    saved_info: str = ""                                # its info as checkpointed (cached)
 
 
 @dataclass
