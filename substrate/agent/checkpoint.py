@@ -96,7 +96,7 @@ def capture(core: "AgentCore", boot_id: str) -> dict:
         pid = task.proc.pid if task.proc is not None else 0
         tasks.append({
             "framework_id": fid, "executor_id": task.executor_id, "info": task.saved_info,
-            "state": task.state, "latest": encode(_bare(task.latest)) if task.latest else "",
+            "state": task.state, "latest": _latest(task),
             "pid": pid, "start_time": getattr(task.proc, "start_time", "") if pid else "",
         })
     updates = [encode(st) for _, st in core.updates.all_pending()
@@ -106,6 +106,14 @@ def capture(core: "AgentCore", boot_id: str) -> dict:
         "frameworks": [encode(f) for f in core.frameworks.values()],
         "executors": executors, "tasks": tasks, "updates": updates,
     }
+
+
+def _latest(task) -> str:
+    if task.latest is None:
+        return ""
+    if task.saved_latest[0] is not task.latest:    # encode each status once
+        task.saved_latest = (task.latest, encode(_bare(task.latest)))
+    return task.saved_latest[1]
 
 
 def _bare(status: pb.TaskStatus) -> pb.TaskStatus:

@@ -72,6 +72,7 @@ class AgentCore:
         self.checkpointer: Optional[Callable[[], None]] = None
         self._checkpoint_handle: Optional[asyncio.TimerHandle] = None
         self._last_checkpoint = float("-inf")
+        self._checkpoint_cost = 0.0
         self.epoch = 0
         self.heartbeat_interval = DEFAULT_HEARTBEAT
         self.registered = asyncio.Event()
@@ -401,7 +402,10 @@ class AgentCore:
         """Write the checkpoint shortly (at most every :data:`CHECKPOINT_INTERVAL` seconds)."""
         if self.checkpointer is None or self._checkpoint_handle is not None or self._closed:
             return
-        delay = max(0.0, self._last_checkpoint + CHECKPOINT_INTERVAL - self._clock())
+        # Never spend more than about a tenth of the loop's time on checkpoints, however
+        # many tasks there are: the interval grows with the cost of the last write.
+        interval = max(CHECKPOINT_INTERVAL, 10 * self._checkpoint_cost)
+        delay = max(0.0, self._last_checkpoint + interval - self._clock())
         self._checkpoint_handle = asyncio.get_running_loop().call_later(
             delay, self.checkpoint_now)
 
@@ -412,11 +416,12 @@ class AgentCore:
             self._checkpoint_handle = None
         if self.checkpointer is None:
             return
-        self._last_checkpoint = self._clock()
+        started = self._last_checkpoint = self._clock()
         try:
             self.checkpointer()
         except OSError:
             log.exception("cannot write the agent checkpoint")
+        self._checkpoint_cost = max(0.0, self._clock() - started)
 
     # ------------------------------------------------------------------ inspection and end
 

@@ -45,6 +45,7 @@ class Task:
     kill_reason: int = pb.TaskStatus.TASK_KILLED
     kill_timer: Optional[asyncio.TimerHandle] = None    # executor tasks: the kill's grace
     saved_info: str = ""                                # its info as checkpointed (cached)
+    saved_latest: tuple = (None, "")                    # (latest, its checkpointed form)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 master keeps serving others), a task that ignores SIGTERM (SIGKILLed after the grace)."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -67,6 +68,28 @@ def test_a_dropped_acknowledgement_is_retried_and_the_duplicate_is_harmless(clus
         assert fw["tasks"] == []
     finally:
         driver.stop()
+
+
+def test_an_update_the_master_could_not_deliver_is_retried_until_acknowledged(cluster):
+    rec = Recorder()
+    driver = start(cluster.master, rec, failover_timeout=60)
+    fid = driver.framework_id
+    rec.submit(driver, "late", payload=b"until [ -e go ]; do sleep 0.05; done")
+    rec.wait_state("late", TaskState.RUNNING)
+    driver.abort()                      # the scheduler is away: its updates go nowhere
+    sandbox = os.path.join(cluster.work_dir, "agent0", "sandboxes", fid, "late")
+    open(os.path.join(sandbox, "go"), "w").close()
+    eventually(lambda: any(t["state"] == TaskState.FINISHED
+                           for t in checkpoint(cluster).get("tasks", [])),
+               what="FINISHED made while the scheduler was away")
+    rec2 = Recorder()
+    again = start(cluster.master, rec2, failover_timeout=60, id=fid)
+    try:
+        finished = rec2.wait_state("late", TaskState.FINISHED)
+        assert finished.uuid                # the agent's own update, resent (not reconciliation)
+        eventually(lambda: not checkpoint(cluster).get("tasks"), what="agent forgot 'late'")
+    finally:
+        again.stop()
 
 
 def test_a_flooding_executor_is_rate_limited_and_the_master_stays_responsive(cluster):
