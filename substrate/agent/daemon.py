@@ -96,6 +96,11 @@ class _ExecutorService(rpc.AgentServicer):
     def _buckets(self, ex: Executor) -> "tuple[TokenBucket, TokenBucket]":
         buckets = self.limits.get(ex.key)
         if buckets is None:
+            if len(self.limits) > 2 * len(self.core.executors) + 64:
+                # Forget the buckets of executors that are gone (kept across re-subscriptions
+                # only, so a reconnecting executor cannot reset its own limit).
+                for key in [k for k in self.limits if k not in self.core.executors]:
+                    del self.limits[key]
             cfg = self.core.config
             buckets = (TokenBucket(cfg.executor_message_rate, max(1.0, cfg.executor_message_rate)),
                        TokenBucket(cfg.executor_update_rate, max(1.0, cfg.executor_update_rate)))

@@ -19,7 +19,7 @@ import shutil
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from substrate.agent.files import framework_dir
-from substrate.agent.processes import ChildProcess, describe_exit, is_safe_id, sandbox_path, spawn
+from substrate.agent.processes import describe_exit, is_safe_id, sandbox_path, spawn
 from substrate.agent.records import TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event
 from substrate.v1 import pb
 

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from substrate import FrameworkInfo, LocalCluster, Reason, Resources, TaskState
+from substrate import LocalCluster, Reason, Resources, TaskState
 from substrate.master import MasterConfig
 
 from .cluster_helpers import Recorder, start
