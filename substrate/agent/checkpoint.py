@@ -56,6 +56,30 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def lock_work_dir(work_dir: "str | os.PathLike") -> int:
+    """Take the work dir for this agent process; returns the lock's file descriptor.
+
+    The lock (``flock`` on ``meta/lock``) is released by the kernel when the process dies,
+    however it dies, so a restarted agent gets it back at once.
+
+    Raises
+    ------
+    ClusterError
+        When another live agent uses the same work dir (two agents would fight over the
+        executors' socket and the checkpoint).
+    """
+    import fcntl
+
+    path = private_dir(Path(work_dir) / "meta") / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ClusterError(f"another agent is running with the work dir {work_dir}") from None
+    return fd
+
+
 def read_boot_id(path: str) -> str:
     """The host's boot id (changes on every reboot); empty when the file cannot be read."""
     try:

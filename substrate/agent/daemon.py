@@ -161,6 +161,7 @@ class Agent:
         self.recovery = ""
         self._server: Optional[grpc.aio.Server] = None
         self._local_server: Optional[grpc.aio.Server] = None
+        self._lock_fd: Optional[int] = None
         self._link: Optional[asyncio.Task] = None
         self._stopping = False
         self._stop_job: Optional[asyncio.Task] = None
@@ -213,6 +214,23 @@ class Agent:
             raise ClusterError("agent already started")
         cfg = self.config
         os.makedirs(cfg.work_dir, exist_ok=True)
+        self._lock_fd = checkpoint.lock_work_dir(cfg.work_dir)
+        try:
+            await self._start(cfg)
+        except BaseException:
+            for server in (self._server, self._local_server):
+                if server is not None:
+                    await server.stop(0)
+            self._server = self._local_server = None
+            self._release_lock()
+            raise
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def _start(self, cfg: AgentConfig) -> None:
         boot_id = checkpoint.read_boot_id(cfg.boot_id_file)
         self.recovery = recover(self.core, checkpoint.load(cfg.work_dir), cfg.recover, boot_id)
         log.info("%s", self.recovery)
@@ -250,7 +268,8 @@ class Agent:
         if host in ("0.0.0.0", "::", ""):
             host = self.config.hostname
         self.core.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("agent serving on %s, executors on %s", core.address, core.executor_endpoint)
+        log.info("agent serving executors on %s, the master and operators on %s",
+                 core.executor_endpoint, core.address)
         core.checkpoint_now()
         if self.config.master:
             self._link = asyncio.ensure_future(self._master_link())
@@ -274,6 +293,7 @@ class Agent:
                 if server is not None:
                     await server.stop(0.2)
         finally:
+            self._release_lock()
             self.stopped.set()
 
     def _shutdown_requested(self) -> None:

@@ -133,3 +133,19 @@ def test_socket_and_checkpoint_are_private_and_the_checkpoint_tracks_executors(t
             task = checkpoint.decode(pb.TaskInfo, saved["tasks"][0]["info"])
             assert task.task_id == "hang" and task.data == b""   # payloads are not kept
     run(main())
+
+
+def test_two_agents_cannot_share_a_work_dir(tmp_path):
+    async def main():
+        first = Agent(config(tmp_path / "w", tmp_path / "no-boot-id"))
+        await first.start()
+        try:
+            with pytest.raises(ClusterError, match="another agent"):
+                await Agent(config(tmp_path / "w", tmp_path / "no-boot-id")).start()
+            assert Path(first.executor_endpoint[len("unix:"):]).exists()   # left alone
+        finally:
+            await first.stop()
+        second = Agent(config(tmp_path / "w", tmp_path / "no-boot-id"))
+        await second.start()     # the lock went with the first agent
+        await second.stop()
+    run(main())
