@@ -163,6 +163,10 @@ def recover(core: "AgentCore", state: Optional[dict], mode: str, boot_id: str) -
                     state=int(rec.get("state", S.STAGING)))
         if rec.get("latest"):
             task.latest = decode(pb.TaskStatus, rec["latest"])
+        elif task.state != S.STAGING:   # keep what re-registration reports consistent
+            task.latest = pb.TaskStatus(task_id=info.task_id, state=task.state, uuid=b"",
+                                        framework_id=task.framework_id, agent_id=old_id,
+                                        executor_id=task.executor_id, source=S.AGENT)
         core.tasks[(task.framework_id, info.task_id)] = task
         if not task.executor_id and task.state not in TERMINAL:
             sandbox = Path(core.config.work_dir)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_harness import Harness, executor_task, run  # noqa: E402
@@ -148,4 +150,51 @@ def test_two_agents_cannot_share_a_work_dir(tmp_path):
         second = Agent(config(tmp_path / "w", tmp_path / "no-boot-id"))
         await second.start()     # the lock went with the first agent
         await second.stop()
+    run(main())
+
+
+_states = st.sampled_from([S.STAGING, S.STARTING, S.RUNNING, S.KILLING, S.FINISHED, S.FAILED])
+
+
+@settings(max_examples=40, deadline=None)
+@given(tasks=st.lists(st.tuples(st.booleans(), _states), max_size=12),
+       mode=st.sampled_from(["reconnect", "cleanup"]))
+def test_with_nothing_left_alive_every_live_task_fails_exactly_once(tmp_path_factory, tasks,
+                                                                     mode):
+    work = tmp_path_factory.mktemp("w")
+    boot = work / "boot"
+    boot.write_text("b1")
+    state = saved_state("b1", 0, "")       # executor ex-1, whose process is gone
+    state["tasks"] = []
+    for i, (in_executor, task_state) in enumerate(tasks):
+        info = pb.TaskInfo(task_id=f"t{i}")
+        if in_executor:
+            info.executor.executor_id = "ex-1"
+        else:
+            info.command.value = "true"
+        state["tasks"].append({"framework_id": "fw-1",
+                               "executor_id": "ex-1" if in_executor else "",
+                               "info": checkpoint.encode(info), "state": task_state,
+                               "latest": "", "pid": 0, "start_time": ""})
+    checkpoint.write(work / "agent", state)
+
+    async def main():
+        agent = Agent(config(work / "agent", boot, recover=mode))
+        await agent.start()
+        try:
+            for i, (_, task_state) in enumerate(tasks):
+                updates = agent.core.updates.pending(("fw-1", f"t{i}"))
+                if task_state in (S.FINISHED, S.FAILED):
+                    assert updates == []
+                else:
+                    assert [u.state for u in updates] == [S.FAILED]
+                    assert updates[0].reason in (S.EXECUTOR_TERMINATED, S.AGENT_RESTARTED)
+            reg = agent.core.registration_call().register
+            assert sorted(t.info.task_id for t in reg.tasks) == sorted(
+                f"t{i}" for i in range(len(tasks)))
+            assert all(t.latest.state not in (S.RUNNING, S.STAGING, S.STARTING, S.KILLING)
+                       for t in reg.tasks)
+            assert agent.snapshot()["executors"] == []
+        finally:
+            await agent.stop()
     run(main())
