@@ -188,7 +188,8 @@ def _status(args: argparse.Namespace) -> int:
         res, used = agent["resources"], agent["used"]
         print(f"  {agent['id']}  {agent['hostname']}  cpus {used['cpus']:g}/{res['cpus']:g}  "
               f"mem {used['mem']:g}/{res['mem']:g} MiB  tasks {agent['tasks']}"
-              + ("" if agent["connected"] else "  (disconnected)"))
+              + ("" if agent["connected"] else "  (disconnected)")
+              + ("  (draining)" if agent.get("draining") else ""))
     print(f"frameworks: {len(state['frameworks'])}")
     for fw in state["frameworks"]:
         print(f"  {fw['id']}  {fw['name']!r}  role {fw['role']}  share {fw['share']:.3f}  "

@@ -23,6 +23,10 @@ from substrate.errors import ClusterError
 from substrate.resources import Resources
 
 
+#: Seconds the executors of an embedded cluster wait for a dead agent to come back.
+LOCAL_EXECUTOR_RECOVERY_TIMEOUT = 10.0
+
+
 class LocalCluster:
     """A master and ``agents`` agents on ephemeral loopback ports.
 
@@ -42,7 +46,9 @@ class LocalCluster:
     master_config : MasterConfig, optional
         Timing overrides for the master (tests shorten heartbeats).
     agent_options : dict, optional
-        Extra :class:`substrate.agent.AgentConfig` fields for every agent.
+        Extra :class:`substrate.agent.AgentConfig` fields for every agent (in process mode,
+        those that have an ``offerpool agent`` flag). ``executor_recovery_timeout`` defaults
+        to 10 seconds here.
 
     Examples
     --------
@@ -74,7 +80,10 @@ class LocalCluster:
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="offerpool-")
         self.processes = processes
         self.master_config = master_config
-        self.agent_options = dict(agent_options or {})
+        # An embedded cluster dies with its notebook or script: its executors should not wait
+        # the production default (15 minutes) for agents that will not come back.
+        self.agent_options = {"executor_recovery_timeout": LOCAL_EXECUTOR_RECOVERY_TIMEOUT,
+                              **(agent_options or {})}
         self.http = http
         self.master_port, self.http_port = master_port, http_port
         self.master = ""
