@@ -74,13 +74,18 @@ def reported_task(core: "MasterCore", agent_id: str, task: "TaskRecord", prior: 
             task, state, State.REASON_UNSPECIFIED, f"agent {agent_id} is reachable again"))
 
 
-def forget_missing(core: "MasterCore", agent: "AgentRecord",
-                   candidates: Iterable["TaskRecord"]) -> None:
-    """Tasks the master placed on ``agent`` that it did not report back: LOST (or GONE)."""
+def forget_missing(core: "MasterCore", agent: "AgentRecord", candidates: Iterable["TaskRecord"],
+                   ended: "set[tuple[str, str]]") -> None:
+    """Tasks the master placed on ``agent`` that it did not report back: LOST (or GONE).
+
+    Tasks in ``ended`` were reported in a terminal state; the update saying how they ended
+    follows the registration, so they are left for it.
+    """
     for task in list(candidates):
         fw = core.frameworks.get(task.framework_id)
+        key = (task.framework_id, task.task_id)
         if (fw is None or task.state in TERMINAL or fw.tasks.get(task.task_id) is not task
-                or (task.framework_id, task.task_id) in agent.tasks):
+                or key in agent.tasks or key in ended):
             continue
         state = State.GONE if fw.partition_aware else State.LOST
         message = f"agent {agent.agent_id} re-registered without this task"

@@ -151,9 +151,11 @@ class MasterCore:
                 agent.executors[(fid, ex.info.executor_id)] = ExecutorRecord(
                     fid, ex.info.executor_id, ex.info, res)
                 used[fid] = used.get(fid, Resources()) + res
+        ended: set = set()      # reported terminal: their final update is on its way
         for ts in reg.tasks:
             fw = self.frameworks.get(ts.framework_id)
             if ts.latest.state in TERMINAL:
+                ended.add((ts.framework_id, ts.info.task_id))
                 continue
             if fw is None:
                 # Its framework is gone (removed while the agent was away): kill it there,
@@ -181,7 +183,7 @@ class MasterCore:
         if was_unreachable:
             missing += [t for fw in self.frameworks.values() for t in fw.tasks.values()
                         if t.agent_id == agent_id]
-        agent_lifecycle.forget_missing(self, agent, missing)
+        agent_lifecycle.forget_missing(self, agent, missing, ended)
         if agent_id in self.draining:
             agent.draining = True
             self.allocator.deactivate_agent(agent_id)

@@ -176,3 +176,22 @@ def test_quota_in_the_master_config_caps_offers():
     assert [o.resources.cpus for o in offers] == [1]
     other = subscribe(core, "other", role="other")
     assert [(o.resources.cpus, o.resources.mem) for o in offers_for(core, other)] == [(3, 3072)]
+
+
+def test_a_task_reported_ended_is_left_for_its_final_update():
+    core, _ = make_core()
+    aid = register_agent(core)
+    fid = subscribe(core)
+    launch(core, fid, aid, "t1")
+    core.agent_disconnected(aid)
+    call = pb.AgentCall(type=pb.AgentCall.REREGISTER)
+    call.register.info.id = aid
+    call.register.info.resources.cpus = 4
+    call.register.info.resources.mem = 4096
+    call.register.tasks.add(info=core.frameworks[fid].tasks["t1"].info, framework_id=fid,
+                            latest=pb.TaskStatus(task_id="t1", state=S.FINISHED))
+    core.agent_register(call)
+    assert statuses(drain(core), fid) == []      # not LOST: its FINISHED is on its way
+    core.agent_update(aid, [status(fid, "t1", S.FINISHED, uuid=b"f")])
+    assert statuses(drain(core), fid) == [("t1", S.FINISHED, 0)]
+    assert core.allocator.allocated(fid).is_empty()
