@@ -13,6 +13,9 @@ Its seams are deliberately plain, so tests drive it without a master:
 * executor <-> agent: :meth:`Launcher.executor_subscribe`, :meth:`AgentCore.executor_call`,
   and each executor's event queue, drained by the gRPC service in :mod:`substrate.agent.daemon`.
 
+It also decides *when* to checkpoint (soon after each change, throttled by the cost of the
+last write); what a checkpoint holds is :mod:`substrate.agent.checkpoint`'s business.
+
 Process mechanics (sandboxes, spawning, group kills) are in :mod:`substrate.agent.processes`;
 launching, killing and executor lifecycles are in :mod:`substrate.agent.launcher`; the records
 and status helpers are in :mod:`substrate.agent.records`.

@@ -3,8 +3,10 @@
 This module owns the life of the agent's children as the master's events drive it: validating
 ids before they become paths, running command tasks, starting an executor (with its secret
 token) or reusing a running one, queueing tasks until the executor subscribes, registration
-timeouts, executor exits, kills with a grace period, framework shutdowns, and forgetting
-everything when the master gives the agent a new identity. It reports through
+timeouts, executor exits, kills with a grace period (an executor whose task outlives its kill's
+grace is killed with it), framework shutdowns, adopting the processes a previous agent run left
+(see :mod:`substrate.agent.recovery`), and forgetting everything when the master gives the
+agent a new identity. It reports through
 :meth:`AgentCore.status` and :meth:`AgentCore.send`; the records and the status-update manager
 belong to :class:`~substrate.agent.core.AgentCore`.
 """
