@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from substrate import ops_cli
 from substrate.security import cli as security_cli
 
 
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--agent-heartbeat", type=_positive, default=15.0, help="seconds")
     m.add_argument("--agent-missed-heartbeats", type=int, default=5)
     m.add_argument("--offer-timeout", type=_positive, default=60.0, help="seconds; 0 disables")
+    m.add_argument("--quota", type=ops_cli.parse_quota, action="append", default=[],
+                   metavar="ROLE:cpus=N,mem=MiB", help="limit a role (repeatable)")
     m.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
     security_cli.add_server_arguments(m)
 
@@ -57,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--isolation", choices=("auto", "cgroups", "posix", "none"), default="auto",
                    help="how executors are confined (default: cgroups if writable, else posix)")
     a.add_argument("--pids-limit", type=int, default=1024, help="processes per executor")
+    ops_cli.add_agent_arguments(a)
     a.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
     security_cli.add_server_arguments(a)
 
@@ -78,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND...")
 
     _COMMANDS.update(security_cli.register(sub))
+    ops_cli.add_drain_command(sub)
 
     d = sub.add_parser("demo", help="start an embedded cluster and run real work through it")
     d.add_argument("--agents", type=int, default=2)
@@ -107,7 +112,7 @@ def _master(args: argparse.Namespace) -> int:
 
     config = MasterConfig(agent_heartbeat_interval=args.agent_heartbeat,
                           agent_max_missed_heartbeats=args.agent_missed_heartbeats,
-                          offer_timeout=args.offer_timeout or None)
+                          offer_timeout=args.offer_timeout or None, quota=dict(args.quota))
 
     def ready(master) -> None:
         info = {"address": master.address, "http": master.http_url}
@@ -147,8 +152,8 @@ def _agent(args: argparse.Namespace) -> int:
             ports=_parse_ports(args.ports) if args.ports else probed.ports)
     config = AgentConfig(master=args.master, host=args.host, port=args.port,
                          work_dir=args.work_dir, resources=resources,
-                         isolation=args.isolation, container_pids_max=args.pids_limit,
-                         **({"hostname": args.hostname} if args.hostname else {}))
+                         **({"hostname": args.hostname} if args.hostname else {}),
+                         **ops_cli.agent_options(args))
     agent_settings(args, config)
 
     def ready(agent) -> None:
@@ -205,7 +210,8 @@ def _status(args: argparse.Namespace) -> int:
         res, used = agent["resources"], agent["used"]
         print(f"  {agent['id']}  {agent['hostname']}  cpus {used['cpus']:g}/{res['cpus']:g}  "
               f"mem {used['mem']:g}/{res['mem']:g} MiB  tasks {agent['tasks']}"
-              + ("" if agent["connected"] else "  (disconnected)"))
+              + ("" if agent["connected"] else "  (disconnected)")
+              + ("  (draining)" if agent.get("draining") else ""))
     print(f"frameworks: {len(state['frameworks'])}")
     for fw in state["frameworks"]:
         print(f"  {fw['id']}  {fw['name']!r}  role {fw['role']}  share {fw['share']:.3f}  "
@@ -238,7 +244,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"master": _master, "agent": _agent, "up": _up, "status": _status, "run": _run,
-             "demo": _demo}
+             "demo": _demo, "drain": ops_cli.run_drain}
 from substrate.submit.commands import COMMANDS as _BATCH, status as _with_drivers  # noqa: E402
 _COMMANDS.update(_BATCH, status=_with_drivers(_status))
 

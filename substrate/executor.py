@@ -5,9 +5,12 @@ A framework's executor program subclasses :class:`Executor` and runs an
 (its endpoint, ids and secret token come from ``SUBSTRATE_*`` environment variables): it
 subscribes, runs the gRPC I/O on its own thread and event loop, calls the executor's callbacks
 one at a time on a second thread, batches outgoing status updates, and keeps every update until
-the agent reports it acknowledged (resending them after a reconnection). If the agent is gone
-for longer than ``SUBSTRATE_RECOVERY_TIMEOUT`` seconds (default 10) the driver gives up with a
-non-zero exit code, so a killed agent leaves no executor behind for long.
+the agent reports it acknowledged (resending them after a reconnection). The agent is reached
+over the local channel the agent names (a Unix socket). When the agent dies, the executor and
+its tasks keep running and the driver keeps trying to re-subscribe, so a restarted agent takes
+them back; if the agent is gone for longer than ``SUBSTRATE_RECOVERY_TIMEOUT`` seconds (set by
+the agent, ``--executor-recovery-timeout``; 10 when unset) the driver gives up with a non-zero
+exit code, so a dead agent leaves no executor behind for long.
 
 What a task means, and how to run it, is the framework's business; the agent's rules (tokens,
 payload limits, at-least-once delivery to the master) are in :mod:`substrate.agent`.

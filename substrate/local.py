@@ -23,6 +23,10 @@ from substrate.errors import ClusterError
 from substrate.resources import Resources
 
 
+#: Seconds the executors of an embedded cluster wait for a dead agent to come back.
+LOCAL_EXECUTOR_RECOVERY_TIMEOUT = 10.0
+
+
 class LocalCluster:
     """A master and ``agents`` agents on ephemeral loopback ports.
 
@@ -42,7 +46,9 @@ class LocalCluster:
     master_config : MasterConfig, optional
         Timing overrides for the master (tests shorten heartbeats).
     agent_options : dict, optional
-        Extra :class:`substrate.agent.AgentConfig` fields for every agent.
+        Extra :class:`substrate.agent.AgentConfig` fields for every agent (in process mode,
+        those that have an ``offerpool agent`` flag). ``executor_recovery_timeout`` defaults
+        to 10 seconds here.
 
     Examples
     --------
@@ -74,7 +80,10 @@ class LocalCluster:
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="offerpool-")
         self.processes = processes
         self.master_config = master_config
-        self.agent_options = dict(agent_options or {})
+        # An embedded cluster dies with its notebook or script: its executors should not wait
+        # the production default (15 minutes) for agents that will not come back.
+        self.agent_options = {"executor_recovery_timeout": LOCAL_EXECUTOR_RECOVERY_TIMEOUT,
+                              **(agent_options or {})}
         self.http = http
         self.master_port, self.http_port = master_port, http_port
         self.master = ""
@@ -184,18 +193,53 @@ class LocalCluster:
         args = ["master", "--port", "0", "--http-port", "0" if self.http else "-1"]
         cfg = self.master_config
         if cfg is not None:
+            from substrate.ops_cli import quota_flags
             args += ["--agent-heartbeat", str(cfg.agent_heartbeat_interval),
                      "--agent-missed-heartbeats", str(cfg.agent_max_missed_heartbeats),
-                     "--offer-timeout", str(cfg.offer_timeout or 0)]
+                     "--offer-timeout", str(cfg.offer_timeout or 0), *quota_flags(cfg.quota)]
         master = self._spawn(args, timeout)
         self.master, self.dashboard_url = master["address"], master.get("http", "")
         for i in range(self.num_agents):
-            args = ["agent", "--master", self.master, "--port", "0",
-                    "--work-dir", os.path.join(self.work_dir, f"agent{i}"),
-                    "--cpus", str(self.cpus), "--mem", str(self.mem),
-                    "--hostname", f"localhost-{i}",
-                    "--isolation", str(self.agent_options.get("isolation", "none"))]
-            self.agents.append(self._spawn(args, timeout))
+            self.agents.append(self.start_agent(i, timeout=timeout))
+
+    def _agent_args(self, i: int, options: dict) -> list[str]:
+        from substrate.ops_cli import agent_flags
+        try:
+            flags = agent_flags({"isolation": "none", **self.agent_options, **options})
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from None
+        return ["agent", "--master", self.master, "--port", "0",
+                "--work-dir", os.path.join(self.work_dir, f"agent{i}"),
+                "--cpus", str(self.cpus), "--mem", str(self.mem),
+                "--hostname", f"localhost-{i}", *flags]
+
+    def start_agent(self, i: int, timeout: float = 30.0, **options) -> dict:
+        """Process mode: start agent ``i`` (again, after :meth:`kill_agent`) on its work dir.
+
+        ``options`` override :class:`~substrate.agent.AgentConfig` fields for this start
+        (those with a flag, e.g. ``recover="cleanup"``). Returns ``{"agent_id", "address",
+        "pid"}`` once the agent is registered, and puts it in :attr:`agents`.
+        """
+        if not self.processes:
+            raise ClusterError("start_agent needs LocalCluster(processes=True)")
+        info = self._spawn(self._agent_args(i, options), timeout)
+        if i < len(self.agents):
+            self.agents[i] = info
+        return info
+
+    def kill_agent(self, i: int, sig: int = 9) -> None:
+        """Process mode: send ``sig`` (default SIGKILL) to agent ``i`` and reap it.
+
+        After SIGKILL its executors and tasks keep running, as on a real host whose agent
+        crashed; :meth:`start_agent` then recovers them.
+        """
+        pid = self.agents[i]["pid"]
+        for child in self._children:
+            if child.pid == pid:
+                child.send_signal(sig)
+                child.wait(timeout=30)
+                return
+        raise ClusterError(f"agent {i} is not a child of this cluster")
 
     def _spawn(self, args: list[str], timeout: float) -> dict:
         """Start ``offerpool ARGS --ready-json``; wait for its one-line JSON greeting."""

@@ -17,6 +17,8 @@ from substrate.errors import InvalidRequest
 from substrate.resources import Resources
 
 DEFAULT_MAX_PAYLOAD = 4 * 1024 * 1024
+DEFAULT_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+RECOVER_MODES = ("reconnect", "cleanup")
 
 
 @dataclass
@@ -60,6 +62,19 @@ class AgentConfig:
         Limits and cache of the URI fetcher (:mod:`substrate.agent.fetcher`).
     sandbox_gc : GCPolicy
         How long finished sandboxes are kept (:mod:`substrate.agent.gc`).
+    recover : str
+        What a restarted agent does with the executors its previous run left behind (read from
+        the checkpoint in ``work_dir/meta``): ``"reconnect"`` (the default) adopts them, so
+        their tasks keep running; ``"cleanup"`` kills them and reports their tasks FAILED
+        (``AGENT_RESTARTED``).
+    boot_id_file : str
+        Where the host's boot id is read; a changed boot id means the host rebooted, and the
+        agent registers as a new agent (its old tasks are reported GONE).
+    executor_recovery_timeout : float
+        Seconds an executor waits for its agent to come back before it exits.
+    executor_message_rate, executor_update_rate : float
+        Messages and status updates per second one executor may send (token buckets whose
+        burst is one second's worth); a flooding executor is slowed down, nothing is lost.
 
     Examples
     --------
@@ -90,12 +105,17 @@ class AgentConfig:
     isolation_poll_interval: float = 0.25
     fetcher: FetcherConfig = field(default_factory=FetcherConfig)
     sandbox_gc: GCPolicy = field(default_factory=GCPolicy)
+    recover: str = "reconnect"
+    boot_id_file: str = DEFAULT_BOOT_ID_FILE
+    executor_recovery_timeout: float = 900.0
+    executor_message_rate: float = 2000.0
+    executor_update_rate: float = 20000.0
 
     def validate(self) -> "AgentConfig":
         """Check the values; returns ``self``. Raises :class:`InvalidRequest` on a bad one."""
         for name in ("executor_shutdown_grace", "executor_registration_timeout",
                      "status_update_retry_initial", "status_update_retry_max",
-                     "reconnect_backoff_max"):
+                     "reconnect_backoff_max", "executor_recovery_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise InvalidRequest(f"{name} must be finite and >= 0, got {value!r}")
@@ -105,6 +125,13 @@ class AgentConfig:
             raise InvalidRequest("status_update_retry_max must be >= status_update_retry_initial")
         if not 0 <= int(self.port) <= 65535:
             raise InvalidRequest(f"port out of range: {self.port}")
+        if self.recover not in RECOVER_MODES:
+            raise InvalidRequest(f"recover must be one of {', '.join(RECOVER_MODES)}, "
+                                 f"got {self.recover!r}")
+        for name in ("executor_message_rate", "executor_update_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise InvalidRequest(f"{name} must be finite and > 0, got {value!r}")
         if self.max_payload_bytes <= 0:
             raise InvalidRequest("max_payload_bytes must be > 0")
         from substrate.agent.isolation import MODES

@@ -13,6 +13,9 @@ Its seams are deliberately plain, so tests drive it without a master:
 * executor <-> agent: :meth:`Launcher.executor_subscribe`, :meth:`AgentCore.executor_call`,
   and each executor's event queue, drained by the gRPC service in :mod:`substrate.agent.daemon`.
 
+It also decides *when* to checkpoint (soon after each change, throttled by the cost of the
+last write); what a checkpoint holds is :mod:`substrate.agent.checkpoint`'s business.
+
 Process mechanics (sandboxes, spawning, group kills) are in :mod:`substrate.agent.processes`;
 launching, killing and executor lifecycles are in :mod:`substrate.agent.launcher`; the records
 and status helpers are in :mod:`substrate.agent.records`.
@@ -38,6 +41,8 @@ from substrate.v1 import pb
 
 log = logging.getLogger(__name__)
 
+#: Checkpoints are written at most this often (seconds): a burst of changes costs one write.
+CHECKPOINT_INTERVAL = 0.05
 # One UPDATE call carries statuses up to about this many bytes (a single larger one goes alone),
 # so batches stay well inside the master's gRPC message limit.
 UPDATE_BATCH_BYTES = 1024 * 1024
@@ -69,8 +74,14 @@ class AgentCore:
             config.isolation, config.isolation_poll_interval)
         self.resources = resources
         self.address = ""
-        self.executor_endpoint = ""  # set when executors use a port of their own (TLS on)
+        self.executor_endpoint = ""     # "unix:<path>" where executors reach this agent
         self.agent_id = ""
+        self.previous_agent_id = ""     # set after a reboot: the id whose tasks are gone
+        # Writes the checkpoint (set by the daemon; None: no checkpointing, as in unit tests).
+        self.checkpointer: Optional[Callable[[], None]] = None
+        self._checkpoint_handle: Optional[asyncio.TimerHandle] = None
+        self._last_checkpoint = float("-inf")
+        self._checkpoint_cost = 0.0
         self.epoch = 0
         self.heartbeat_interval = DEFAULT_HEARTBEAT
         self.registered = asyncio.Event()
@@ -105,6 +116,7 @@ class AgentCore:
         if not self.agent_id:
             call = pb.AgentCall(type=pb.AgentCall.REGISTER, epoch=self.epoch)
             call.register.info.CopyFrom(self.agent_info())
+            call.register.previous_agent_id = self.previous_agent_id
             return call
         call = pb.AgentCall(type=pb.AgentCall.REREGISTER, epoch=self.epoch)
         reg = call.register
@@ -150,7 +162,11 @@ class AgentCore:
         elif kind == E.RUN_TASKS:
             self.launcher.run_tasks(event.run_tasks.framework, event.run_tasks.tasks)
         elif kind == E.KILL_TASK:
-            self.launcher.kill_task(event.kill_task.framework_id, event.kill_task.task_id)
+            kill = event.kill_task
+            self.launcher.kill_task(
+                kill.framework_id, kill.task_id,
+                kill.grace_period_seconds if kill.HasField("grace_period_seconds") else None,
+                kill.reason or S.TASK_KILLED)
         elif kind == E.ACKNOWLEDGE:
             self._on_acknowledge(event.acknowledge)
         elif kind == E.MESSAGE:
@@ -172,6 +188,8 @@ class AgentCore:
                         reg.agent_id, self.agent_id)
             self.launcher.wipe()
         self.agent_id = reg.agent_id
+        self.previous_agent_id = ""
+        self.checkpoint_soon()
         self.heartbeat_interval = reg.heartbeat_interval_seconds or DEFAULT_HEARTBEAT
         self.connected = True
         self.registered.set()
@@ -195,6 +213,7 @@ class AgentCore:
                 continue    # unknown or old uuid: a duplicate, harmless
             if done.terminal:
                 self.tasks.pop(key, None)
+                self.checkpoint_soon()
             elif key in self.updates:
                 next_head = True    # the task's next update is now outstanding
             status = done.payload
@@ -241,11 +260,15 @@ class AgentCore:
             task.state = status.state
             task.latest = status
             if terminal:
+                if task.kill_timer is not None:
+                    task.kill_timer.cancel()
+                    task.kill_timer = None
                 if task.executor_id:
                     ex = self.executors.get((key[0], task.executor_id))
                     if ex is not None:
                         ex.tasks.discard(task.info.task_id)
         self.schedule_flush()
+        self.checkpoint_soon()
         return True
 
     def status(self, framework_id: str, task_id: str, state: int, reason: int = 0,
@@ -364,6 +387,8 @@ class AgentCore:
         st.framework_id, st.executor_id = ex.framework_id, ex.executor_id
         st.agent_id = self.agent_id
         st.source = S.EXECUTOR
+        if task.killing and st.state == S.KILLED and not st.reason:
+            st.reason = task.kill_reason    # e.g. AGENT_DRAINING, which only the agent knows
         if not st.timestamp:
             st.timestamp = time.time()
         if not self.update(st):
@@ -379,6 +404,33 @@ class AgentCore:
         ev = executor_event(pb.ExecutorEvent.ERROR)
         ev.error.message = message
         ex.push(ev)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_soon(self) -> None:
+        """Write the checkpoint shortly (at most every :data:`CHECKPOINT_INTERVAL` seconds)."""
+        if self.checkpointer is None or self._checkpoint_handle is not None or self._closed:
+            return
+        # Never spend more than about a tenth of the loop's time on checkpoints, however
+        # many tasks there are: the interval grows with the cost of the last write.
+        interval = max(CHECKPOINT_INTERVAL, 10 * self._checkpoint_cost)
+        delay = max(0.0, self._last_checkpoint + interval - self._clock())
+        self._checkpoint_handle = asyncio.get_running_loop().call_later(
+            delay, self.checkpoint_now)
+
+    def checkpoint_now(self) -> None:
+        """Write the checkpoint at once (a failed write is logged; the agent goes on)."""
+        if self._checkpoint_handle is not None:
+            self._checkpoint_handle.cancel()
+            self._checkpoint_handle = None
+        if self.checkpointer is None:
+            return
+        started = self._last_checkpoint = self._clock()
+        try:
+            self.checkpointer()
+        except OSError:
+            log.exception("cannot write the agent checkpoint")
+        self._checkpoint_cost = max(0.0, self._clock() - started)
 
     # ------------------------------------------------------------------ inspection and end
 
@@ -412,6 +464,8 @@ class AgentCore:
 
     def close(self) -> None:
         """Stop timers and sending; executors' queues are closed so their streams end."""
+        if self._checkpoint_handle is not None:
+            self.checkpoint_now()
         self._closed = True
         self.connected = False
         self._cancel_timers()

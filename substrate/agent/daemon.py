@@ -1,7 +1,12 @@
-"""The agent daemon's edges: its gRPC server for executors, its link to the master, ``main``.
+"""The agent daemon's edges: its gRPC servers, its link to the master, ``main``.
 
-This module owns I/O only. The executor service authenticates each executor's SUBSCRIBE and
-pumps its stream in both directions; the master link opens ``Master.Agent``, registers (or
+This module owns I/O only. Executors reach the agent over a Unix domain socket in a 0700
+directory of the work dir (``run/executors.sock``, the same path across agent restarts); the
+TCP server serves the master's and operators' calls (ReadFile) and refuses executor streams.
+The executor service authenticates each executor's SUBSCRIBE, rate-limits what it sends and
+pumps its stream in both directions. At start the agent reads its checkpoint and recovers the
+executors a previous run left behind (:mod:`substrate.agent.recovery`). The master link opens
+``Master.Agent``, registers (or
 re-registers), feeds every event to :meth:`AgentCore.handle_master_event`, drains
 :attr:`AgentCore.outbox`, and reconnects with capped exponential backoff forever while executors
 keep running. Everything the agent decides is in :mod:`substrate.agent.core` and
@@ -19,29 +24,43 @@ from typing import Callable, Optional
 
 import grpc
 
-from substrate.agent import files
+from substrate.agent import checkpoint, files
 from substrate.agent import gc as sandbox_gc
 from substrate.agent.config import AgentConfig
 from substrate.agent.core import AgentCore
-from substrate.agent.records import Executor, executor_event
+from substrate.agent.records import ExecutorKey, executor_event
+from substrate.agent.recovery import recover
 from substrate.agent.resources_probe import probe
 from substrate.errors import AccessDenied, AuthenticationError, ClusterError, InvalidRequest
 from substrate.security.client import Credentials
 from substrate.security.server import ServerSecurity
+from substrate.ratelimit import TokenBucket
 from substrate.v1 import pb, rpc
 
 log = logging.getLogger(__name__)
 _FIRST_BACKOFF = 0.05
+#: AF_UNIX paths are limited to 108 bytes with the terminating NUL.
+_MAX_SOCKET_PATH = 107
 
 
 class _ExecutorService(rpc.AgentServicer):
-    """``Agent.Executor``: one bidirectional stream per executor process."""
+    """``Agent.Executor`` (one bidirectional stream per executor process) and ``ReadFile``.
 
-    def __init__(self, core: AgentCore, security: ServerSecurity) -> None:
+    ``local`` is True on the Unix-socket server; executor streams arriving over TCP are
+    refused, so the executor channel is reachable only from this host by the agent's user.
+    """
+
+    def __init__(self, core: AgentCore, security: ServerSecurity, local: bool,
+                 limits: "dict[ExecutorKey, tuple[TokenBucket, TokenBucket]]") -> None:
         self.core = core
         self.security = security
+        self.local = local
+        self.limits = limits
 
     async def Executor(self, request_iterator, context):  # noqa: N802 (gRPC method name)
+        if not self.local:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "executors reach their agent over its local Unix socket only")
         first = await context.read()
         if first is grpc.aio.EOF or first.type != pb.ExecutorCall.SUBSCRIBE:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -84,12 +103,37 @@ class _ExecutorService(rpc.AgentServicer):
         except OSError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read: {exc}")
 
+    def _buckets(self, ex: Executor) -> "tuple[TokenBucket, TokenBucket]":
+        buckets = self.limits.get(ex.key)
+        if buckets is None:
+            if len(self.limits) > 2 * len(self.core.executors) + 64:
+                # Forget the buckets of executors that are gone (kept across re-subscriptions
+                # only, so a reconnecting executor cannot reset its own limit).
+                for key in [k for k in self.limits if k not in self.core.executors]:
+                    del self.limits[key]
+            cfg = self.core.config
+            buckets = (TokenBucket(cfg.executor_message_rate, max(1.0, cfg.executor_message_rate)),
+                       TokenBucket(cfg.executor_update_rate, max(1.0, cfg.executor_update_rate)))
+            self.limits[ex.key] = buckets
+        return buckets
+
     async def _read(self, context, ex: Executor, session: int) -> None:
+        messages, updates = self._buckets(ex)
         try:
             while ex.session == session and not ex.closed:
                 call = await context.read()
                 if call is grpc.aio.EOF:
                     break
+                if call.type == pb.ExecutorCall.MESSAGE:
+                    wait = messages.take(1)
+                elif call.type == pb.ExecutorCall.UPDATE:
+                    wait = updates.take(len(call.update.statuses))
+                else:
+                    wait = 0.0
+                if wait > 0:
+                    # Over its rate: stop reading this stream for a while. gRPC flow control
+                    # then holds the executor back; nothing it sent is lost.
+                    await asyncio.sleep(wait)
                 self.core.executor_call(ex, call)
         except (grpc.RpcError, asyncio.CancelledError):
             pass
@@ -130,7 +174,10 @@ class Agent:
         self.core = AgentCore(config, resources)
         self.core.on_shutdown = self._shutdown_requested
         self.stopped = asyncio.Event()
+        self.recovery = ""
         self._server: Optional[grpc.aio.Server] = None
+        self._local_server: Optional[grpc.aio.Server] = None
+        self._lock_fd: Optional[int] = None
         self._link: Optional[asyncio.Task] = None
         self._stopping = False
         self._stop_job: Optional[asyncio.Task] = None
@@ -141,6 +188,11 @@ class Agent:
     def address(self) -> str:
         """``host:port`` of the agent's own gRPC server (empty before :meth:`start`)."""
         return self.core.address
+
+    @property
+    def executor_endpoint(self) -> str:
+        """``unix:<path>`` where this agent's executors reach it (empty before :meth:`start`)."""
+        return self.core.executor_endpoint
 
     @property
     def agent_id(self) -> str:
@@ -166,26 +218,70 @@ class Agent:
         return self.core.snapshot()
 
     async def start(self) -> None:
-        """Start the executor server on ``config.host:config.port``, then the master link."""
+        """Recover from the checkpoint, start the executors' Unix socket and the TCP server on
+        ``config.host:config.port``, then the master link.
+
+        Raises
+        ------
+        ClusterError
+            When a server cannot listen or the checkpoint cannot be read.
+        """
         if self._server is not None:
             raise ClusterError("agent already started")
-        os.makedirs(self.config.work_dir, exist_ok=True)
-        limit = self.config.grpc_message_limit
-        self.security.check_bind(self.config.host, "agent")
-        if self.config.master:
-            self.credentials.check_target(self.config.master)
-        self._server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-        ], interceptors=self.security.interceptors())
-        rpc.add_AgentServicer_to_server(_ExecutorService(self.core, self.security), self._server)
+        cfg = self.config
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        self._lock_fd = checkpoint.lock_work_dir(cfg.work_dir)
+        try:
+            await self._start(cfg)
+        except BaseException:
+            for server in (self._server, self._local_server):
+                if server is not None:
+                    await server.stop(0)
+            self._server = self._local_server = None
+            self._release_lock()
+            raise
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def _start(self, cfg: AgentConfig) -> None:
+        self.security.check_bind(cfg.host, "agent")
+        if cfg.master:
+            self.credentials.check_target(cfg.master)
+        boot_id = checkpoint.read_boot_id(cfg.boot_id_file)
+        self.recovery = recover(self.core, checkpoint.load(cfg.work_dir), cfg.recover, boot_id)
+        log.info("%s", self.recovery)
+        core = self.core
+        core.checkpointer = lambda: checkpoint.write(cfg.work_dir, checkpoint.capture(core, boot_id))
+        limit = cfg.grpc_message_limit
+        options = [("grpc.max_receive_message_length", limit),
+                   ("grpc.max_send_message_length", limit)]
+        limits: dict = {}
+        sock = checkpoint.socket_path(os.path.abspath(cfg.work_dir))
+        if len(str(sock).encode()) > _MAX_SOCKET_PATH:
+            raise ClusterError(f"the agent's socket path {sock} is longer than "
+                               f"{_MAX_SOCKET_PATH} bytes; use a shorter --work-dir")
+        checkpoint.private_dir(sock.parent)
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()   # left by a previous run that was killed
+        self._local_server = grpc.aio.server(options=options)
+        rpc.add_AgentServicer_to_server(_ExecutorService(core, self.security, True, limits), self._local_server)
+        try:
+            self._local_server.add_insecure_port(f"unix:{sock}")
+        except RuntimeError as exc:
+            raise ClusterError(f"agent cannot listen on {sock}: {exc}") from None
+        await self._local_server.start()
+        os.chmod(sock, 0o600)
+        core.executor_endpoint = f"unix:{sock}"
+        # Executors never reach this server (see above), so every call on it carries a token.
+        self._server = grpc.aio.server(options=options, interceptors=self.security.interceptors())
+        rpc.add_AgentServicer_to_server(_ExecutorService(core, self.security, False, limits),
+                                        self._server)
         bind = f"{self.config.host}:{self.config.port}"
         try:
             port = self.security.add_port(self._server, bind)
-            if self.security.tls:
-                # Executors are local children without certificates: they get a loopback
-                # port of their own (their SUBSCRIBE is checked against a launch secret).
-                local = self._server.add_insecure_port("127.0.0.1:0")
-                self.core.executor_endpoint = f"127.0.0.1:{local}"
         except RuntimeError as exc:
             raise ClusterError(f"agent cannot listen on {bind}: {exc}") from None
         await self._server.start()
@@ -193,7 +289,9 @@ class Agent:
         if host in ("0.0.0.0", "::", ""):
             host = self.config.hostname
         self.core.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("agent serving executors on %s", self.core.address)
+        log.info("agent serving executors on %s, the master and operators on %s",
+                 core.executor_endpoint, core.address)
+        core.checkpoint_now()
         if self.config.master:
             self._link = asyncio.ensure_future(self._master_link())
         self._gc = asyncio.ensure_future(sandbox_gc.run_periodically(self.core))
@@ -217,9 +315,11 @@ class Agent:
             self.core.close()
             if kill_executors:   # otherwise the containers stay, holding what still runs
                 await self.core.isolator.close()
-            if self._server is not None:
-                await self._server.stop(0.2)
+            for server in (self._server, self._local_server):
+                if server is not None:
+                    await server.stop(0.2)
         finally:
+            self._release_lock()
             self.stopped.set()
 
     def _shutdown_requested(self) -> None:

@@ -3,8 +3,10 @@
 This module owns the life of the agent's children as the master's events drive it: validating
 ids before they become paths, running command tasks, starting an executor (with its secret
 token) or reusing a running one, queueing tasks until the executor subscribes, registration
-timeouts, executor exits, kills with a grace period, framework shutdowns, and forgetting
-everything when the master gives the agent a new identity. It reports through
+timeouts, executor exits, kills with a grace period (an executor whose task outlives its kill's
+grace is killed with it), framework shutdowns, adopting the processes a previous agent run left
+(see :mod:`substrate.agent.recovery`), and forgetting everything when the master gives the
+agent a new identity. It reports through
 :meth:`AgentCore.status` and :meth:`AgentCore.send`; the records and the status-update manager
 belong to :class:`~substrate.agent.core.AgentCore`.
 """
@@ -68,6 +70,7 @@ class Launcher:
                 self._run_command(fid, task)
         for ex_key, group in groups.items():
             self._launch_in_executor(framework, ex_key, group)
+        core.checkpoint_soon()
 
     @staticmethod
     def _invalid(fid: str, task: pb.TaskInfo) -> Optional[str]:
@@ -168,7 +171,13 @@ class Launcher:
         core.status(fid, info.task_id, S.RUNNING, message=f"pid {proc.pid}")
         proc.exited.add_done_callback(lambda fut: self._command_exited(key, proc, fut.result()))
 
-    def _command_exited(self, key: TaskKey, proc: ChildProcess, code: int) -> None:
+    def adopt_command(self, fid: str, task: Task) -> None:
+        """Watch a command task that a previous run of the agent started (recovery)."""
+        key, proc = (fid, task.info.task_id), task.proc
+        assert proc is not None
+        proc.exited.add_done_callback(lambda fut: self._command_exited(key, proc, fut.result()))
+
+    def _command_exited(self, key: TaskKey, proc, code: Optional[int]) -> None:
         task = self.core.tasks.get(key)
         if task is None or task.proc is not proc or task.state in TERMINAL:
             return
@@ -176,6 +185,9 @@ class Launcher:
         limitation = self._limit_failure(proc, code)
         if task.killing:
             self.core.status(*key, S.KILLED, task.kill_reason, how)
+        elif code is None:
+            self.core.status(*key, S.FAILED, S.AGENT_RESTARTED,
+                             f"the command {how}; the agent restarted while it ran")
         elif limitation is not None:
             self.core.status(*key, S.FAILED, limitation.reason, f"{limitation.message}; {how}")
         elif code == 0:
@@ -227,10 +239,15 @@ class Launcher:
         fid, eid, info, token, sandbox = (ex.framework_id, ex.executor_id, ex.info, ex.token,
                                           ex.sandbox)
         env = self._environment(fid, info.command, str(sandbox), {
-            "SUBSTRATE_AGENT_ENDPOINT": core.executor_endpoint or core.address, "SUBSTRATE_EXECUTOR_ID": eid,
-            "SUBSTRATE_EXECUTOR_TOKEN": token,
+            # The executor talks to its agent over a Unix socket in a 0700 directory, never
+            # TCP: only processes of the agent's user can reach it, and the token says which.
+            "SUBSTRATE_AGENT_ENDPOINT": core.executor_endpoint or core.address,
+            "SUBSTRATE_EXECUTOR_ID": eid, "SUBSTRATE_EXECUTOR_TOKEN": token,
             "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
         })
+        # The framework may choose its executors' patience; the agent's setting is the default.
+        if "SUBSTRATE_RECOVERY_TIMEOUT" not in info.command.environment:
+            env["SUBSTRATE_RECOVERY_TIMEOUT"] = str(core.config.executor_recovery_timeout)
         limits = self._limits(info.resources, *self._task_resources(ex))
         try:
             proc = self._spawn_isolated(eid, limits, info.command, sandbox, env)
@@ -243,11 +260,17 @@ class Launcher:
                     core.status(fid, tid, S.FAILED, S.CONTAINER_LAUNCH_FAILED, message, eid)
             return None
         ex.proc = proc
-        ex.registration_timer = asyncio.get_running_loop().call_later(
-            core.config.executor_registration_timeout, self._registration_timeout, ex)
-        proc.exited.add_done_callback(lambda fut: self._executor_exited(ex, fut.result()))
+        self.adopt_executor(ex)
+        core.checkpoint_soon()
         log.info("started executor %s/%s as pid %d", fid, eid, proc.pid)
         return ex
+
+    def adopt_executor(self, ex: Executor) -> None:
+        """Wait for ``ex`` (just started, or left by a previous agent run) to subscribe."""
+        assert ex.proc is not None
+        ex.registration_timer = asyncio.get_running_loop().call_later(
+            self.core.config.executor_registration_timeout, self._registration_timeout, ex)
+        ex.proc.exited.add_done_callback(lambda fut: self._executor_exited(ex, fut.result()))
 
     def executor_subscribe(
             self, sub: "pb.ExecutorCall.Subscribe") -> tuple[Optional[Executor], str]:
@@ -276,6 +299,7 @@ class Launcher:
             launch.launch.tasks.extend(ex.pending)
             ex.pending = []
             head.append(launch)
+            core.checkpoint_soon()
         if ex.shutting_down:
             head.append(executor_event(EV.SHUTDOWN))
         ex.events.extendleft(reversed(head))
@@ -288,17 +312,23 @@ class Launcher:
             return
         timeout = self.core.config.executor_registration_timeout
         log.warning("executor %s did not subscribe within %g s; killing it", ex.key, timeout)
-        self._fail_tasks(ex, S.FAILED, S.EXECUTOR_REGISTRATION_TIMEOUT,
+        self.fail_tasks(ex, S.FAILED, S.EXECUTOR_REGISTRATION_TIMEOUT,
                          f"executor did not subscribe within {timeout:g} s")
         ex.pending = []
         if ex.proc is not None:
             ex.proc.kill()
 
-    def _fail_tasks(self, ex: Executor, state: int, reason: int, message: str) -> None:
+    def fail_tasks(self, ex: Executor, state: int, reason: int, message: str) -> None:
+        """Report every live task of ``ex`` (tasks being killed: KILLED with their reason)."""
         for tid in list(ex.tasks):
-            self.core.status(ex.framework_id, tid, state, reason, message, ex.executor_id)
+            task = self.core.tasks.get((ex.framework_id, tid))
+            if task is not None and task.killing:
+                self.core.status(ex.framework_id, tid, S.KILLED, task.kill_reason,
+                                 f"{message} after the kill grace period", ex.executor_id)
+            else:
+                self.core.status(ex.framework_id, tid, state, reason, message, ex.executor_id)
 
-    def _executor_exited(self, ex: Executor, code: int) -> None:
+    def _executor_exited(self, ex: Executor, code: Optional[int]) -> None:
         core = self.core
         if core.executors.get(ex.key) is not ex:
             return  # forgotten on purpose (new agent id, or stopped)
@@ -307,22 +337,32 @@ class Launcher:
         log.info("executor %s %s", ex.key, how)
         limitation = self._limit_failure(ex.proc, code) if ex.proc is not None else None
         if limitation is not None:
-            self._fail_tasks(ex, S.FAILED, limitation.reason,
+            self.fail_tasks(ex, S.FAILED, limitation.reason,
                              f"{limitation.message}; executor {how}")
         else:
-            self._fail_tasks(ex, S.FAILED, S.EXECUTOR_TERMINATED, f"executor {how}")
+            self.fail_tasks(ex, S.FAILED, S.EXECUTOR_TERMINATED, f"executor {how}")
         ex.close()
         call = pb.AgentCall(type=pb.AgentCall.EXECUTOR_EXITED)
         call.executor_exited.framework_id = ex.framework_id
         call.executor_exited.executor_id = ex.executor_id
-        call.executor_exited.status = code
+        call.executor_exited.status = code if code is not None else 255
         core.send(call)
+        core.checkpoint_soon()
 
     # ------------------------------------------------------------------ kills
 
-    def kill_task(self, fid: str, tid: str) -> None:
-        """KILL_TASK: signal a command task, ask an executor, or report what is known."""
+    def kill_task(self, fid: str, tid: str, grace: Optional[float] = None,
+                  reason: int = S.TASK_KILLED) -> None:
+        """KILL_TASK: signal a command task, ask an executor, or report what is known.
+
+        A command task gets SIGTERM, then SIGKILL after ``grace`` seconds (default: the
+        configured executor shutdown grace). An executor task is asked through its executor;
+        if it is still alive after ``grace`` the whole executor is killed, and the task is
+        reported KILLED with ``reason``.
+        """
         core = self.core
+        grace = core.config.executor_shutdown_grace if grace is None else grace
+        reason = reason or S.TASK_KILLED
         task = core.tasks.get((fid, tid))
         if task is None:
             core.status(fid, tid, S.DROPPED, S.TASK_UNKNOWN, "no such task on this agent")
@@ -330,25 +370,35 @@ class Launcher:
         if task.state in TERMINAL or task.killing:
             return
         if not task.executor_id:
-            task.killing = True
+            task.killing, task.kill_reason = True, reason
             if task.proc is not None:
-                self._spawn_background(task.proc.terminate(core.config.executor_shutdown_grace))
+                self._spawn_background(task.proc.terminate(grace))
             return
         ex = core.executors.get((fid, task.executor_id))
         if ex is None or ex.closed:
-            core.status(fid, tid, S.KILLED, S.TASK_KILLED, "its executor is gone",
-                        task.executor_id)
+            core.status(fid, tid, S.KILLED, reason, "its executor is gone", task.executor_id)
             return
         for i, queued in enumerate(ex.pending):
             if queued.task_id == tid:
                 del ex.pending[i]
-                core.status(fid, tid, S.KILLED, S.TASK_KILLED_DURING_LAUNCH,
+                core.status(fid, tid, S.KILLED,
+                            S.TASK_KILLED_DURING_LAUNCH if reason == S.TASK_KILLED else reason,
                             "killed before its executor subscribed", task.executor_id)
                 return
-        task.killing = True
+        task.killing, task.kill_reason = True, reason
         ev = executor_event(EV.KILL)
         ev.kill.task_id = tid
         ex.push(ev)
+        task.kill_timer = asyncio.get_running_loop().call_later(
+            grace, self._kill_grace_over, (fid, tid), ex)
+
+    def _kill_grace_over(self, key: TaskKey, ex: Executor) -> None:
+        task = self.core.tasks.get(key)
+        if task is None or task.state in TERMINAL or ex.proc is None:
+            return
+        log.warning("task %s ignored its kill for the grace period; killing executor %s",
+                    key, ex.key)
+        ex.proc.kill()
 
     def shutdown_framework(self, fid: str) -> None:
         """SHUTDOWN_FRAMEWORK: every task KILLED (FRAMEWORK_REMOVED); executors shut down."""
@@ -366,6 +416,7 @@ class Launcher:
                  for ex in core.executors.values() if ex.framework_id == fid]
         self._spawn_background(self._remove_framework_dir(fid, waits))
         core.frameworks.pop(fid, None)
+        core.checkpoint_soon()
 
     async def _remove_framework_dir(self, fid: str, waits: list) -> None:
         """Once the framework's executors are gone, so are the files it kept on this agent."""
@@ -403,6 +454,7 @@ class Launcher:
         core.tasks.clear()
         core.frameworks.clear()
         core.updates.clear()
+        core.checkpoint_soon()
 
     async def shutdown_all(self, grace: float) -> None:
         """Shut every executor down and terminate every command task (agent stop)."""

@@ -73,14 +73,17 @@ def command_argv(command: "pb.CommandInfo") -> list[str]:
     return [command.value, *command.arguments]
 
 
-def describe_exit(returncode: int) -> str:
-    """Human text for a ``Popen``-style return code (negative: killed by that signal).
+def describe_exit(returncode: Optional[int]) -> str:
+    """Human text for a ``Popen``-style return code (negative: killed by that signal; None:
+    unknown, for a process adopted after an agent restart, which the agent cannot reap).
 
     Examples
     --------
     >>> describe_exit(3), describe_exit(-9)
     ('exited with status 3', 'killed by signal SIGKILL')
     """
+    if returncode is None:
+        return "exited (status unknown: it outlived the agent that started it)"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -88,6 +91,24 @@ def describe_exit(returncode: int) -> str:
             name = f"signal {-returncode}"
         return f"killed by signal {name}"
     return f"exited with status {returncode}"
+
+
+def process_start_time(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot, from ``/proc``); empty if it is gone.
+
+    Together with the pid it names one process: a pid recycled after a crash has another
+    start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2:].split()
+    if fields and fields[0] == "Z":
+        return ""       # a zombie is as good as gone
+    return fields[19] if len(fields) > 19 else ""
 
 
 class ChildProcess:
@@ -107,6 +128,7 @@ class ChildProcess:
         self.limitation: "Optional[Limitation]" = None
         self.pid = popen.pid
         self.pgid = popen.pid          # start_new_session: the child leads its own group
+        self.start_time = process_start_time(popen.pid)
         self.sandbox = sandbox
         self.exited: asyncio.Future[int] = loop.create_future()
         self._loop = loop

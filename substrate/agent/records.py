@@ -40,9 +40,12 @@ class Task:
     executor_id: str = ""                   # "" for a command task the agent runs itself
     state: int = pb.TaskStatus.STAGING
     latest: Optional[pb.TaskStatus] = None
-    proc: Optional[ChildProcess] = None     # command tasks only
+    proc: Optional[ChildProcess] = None     # command tasks only (or an adopted process)
     killing: bool = False
     kill_reason: int = pb.TaskStatus.TASK_KILLED
+    kill_timer: Optional[asyncio.TimerHandle] = None    # executor tasks: the kill's grace
+    saved_info: str = ""                                # its info as checkpointed (cached)
+    saved_latest: tuple = (None, "")                    # (latest, its checkpointed form)
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Executor:
     info: pb.ExecutorInfo
     token: str
     sandbox: Path
-    proc: Optional[ChildProcess] = None
+    proc: Optional[ChildProcess] = None     # or an adopted one after an agent restart
     subscribed: bool = False
     shutting_down: bool = False
     closed: bool = False

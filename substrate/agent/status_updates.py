@@ -199,6 +199,12 @@ class StatusUpdateManager(Generic[P]):
         stream = self._streams.get(key)
         return [e.payload for e in stream.entries] if stream else []
 
+    def all_pending(self) -> Iterator[tuple[Key, P]]:
+        """``(key, payload)`` of every queued update, each task's in order (for checkpoints)."""
+        for key, stream in self._streams.items():
+            for entry in stream.entries:
+                yield key, entry.payload
+
     def outstanding(self) -> Iterator[tuple[Key, bytes]]:
         """``(key, uuid)`` of every stream head (the updates awaiting acknowledgement)."""
         for key, stream in self._streams.items():

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from substrate.allocator import Allocator
 from substrate.convert import resources_to_pb
 from substrate.errors import InvalidRequest
-from substrate.master import validation
+from substrate.master import agent_lifecycle, validation
 from substrate.master.registry import InMemoryRegistry, Registry
 from substrate.master.records import (
     AgentRecord, ExecutorRecord, FrameworkRecord, OfferRecord, TaskRecord,
@@ -45,6 +45,8 @@ class MasterConfig:
     allocation_interval: float = 1.0
     max_payload: int = validation.DEFAULT_MAX_PAYLOAD
     min_allocatable: Resources = Resources(cpus=0.01, mem=32)
+    #: Per-role limits on what the role's frameworks may hold (zero scalars: unlimited).
+    quota: dict[str, Resources] = field(default_factory=dict)
 
 
 class MasterCore:
@@ -72,6 +74,12 @@ class MasterCore:
         self.master_id = master_id or f"master-{uuid.uuid4().hex[:8]}"
         self.allocator = Allocator(clock, min_allocatable=self.config.min_allocatable,
                                    default_refuse_seconds=self.config.refuse_seconds)
+        for role, limit in self.config.quota.items():
+            self.allocator.set_quota(role, limit)
+        # Agents marked unreachable (id -> when), to recognise them when they come back, and
+        # agents being drained (id -> kill grace period, None: the agent's own).
+        self.unreachable: dict[str, float] = {}
+        self.draining: dict[str, Optional[float]] = {}
         self.agents: dict[str, AgentRecord] = {}
         self.frameworks: dict[str, FrameworkRecord] = {}
         self.offers: dict[str, OfferRecord] = {}
@@ -81,9 +89,6 @@ class MasterCore:
                          "tasks_invalid": 0, "status_updates": 0, "invalid_calls": 0}
         self._next_offer = 0
         self._last_framework_heartbeat = clock()
-        # (framework, task, agent) reported LOST to a framework that is not partition-aware
-        # when the agent became unreachable: killed if the agent comes back.
-        self.lost_in_partition: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------------ sending
     def event(self, kind: int, **fields: object) -> "pb.Event":
@@ -118,11 +123,16 @@ class MasterCore:
         total = validation.check_resources("agent resources", reg.info.resources)
         now = self.clock()
         agent_id = reg.info.id
+        rebooted_from = ""
         if call.type == pb.AgentCall.REREGISTER and agent_id:
             validation.check_id("agent id", agent_id)
         else:
+            if reg.previous_agent_id:
+                validation.check_id("previous agent id", reg.previous_agent_id)
+                rebooted_from = reg.previous_agent_id
             agent_id = self.new_id("agent")
         old = self.agents.get(agent_id)
+        was_unreachable = self.unreachable.pop(agent_id, None) is not None
         if old is not None:
             self._detach_agent(old)
         info = pb.AgentInfo()
@@ -131,6 +141,8 @@ class MasterCore:
         agent = AgentRecord(agent_id, info, total, last_heartbeat=now, registered_at=now)
         self.agents[agent_id] = agent
         self.registry.admit_agent(agent_id, info.hostname)
+        if rebooted_from:
+            agent_lifecycle.agent_rebooted(self, rebooted_from)
         used: dict[str, Resources] = {}
         for ex in reg.executors:
             fid = ex.framework_id or ex.info.framework_id
@@ -139,9 +151,11 @@ class MasterCore:
                 agent.executors[(fid, ex.info.executor_id)] = ExecutorRecord(
                     fid, ex.info.executor_id, ex.info, res)
                 used[fid] = used.get(fid, Resources()) + res
+        ended: set = set()      # reported terminal: their final update is on its way
         for ts in reg.tasks:
             fw = self.frameworks.get(ts.framework_id)
             if ts.latest.state in TERMINAL:
+                ended.add((ts.framework_id, ts.info.task_id))
                 continue
             if fw is None:
                 # Its framework is gone (removed while the agent was away): kill it there,
@@ -151,11 +165,8 @@ class MasterCore:
                     shutdown_framework=pb.AgentEvent.ShutdownFramework(
                         framework_id=ts.framework_id))))
                 continue
-            if (ts.framework_id, ts.info.task_id, agent_id) in self.lost_in_partition:
-                self._kill_returned(agent_id, ts.framework_id, ts.info.task_id)
-                continue
             task = fw.tasks.get(ts.info.task_id)
-            returned = task is not None and task.state == State.UNREACHABLE
+            prior = task.state if task is not None else None
             res = validation.check_resources("task resources", ts.info.resources)
             if task is None:
                 task = TaskRecord(ts.framework_id, ts.info.task_id, agent_id,
@@ -163,25 +174,26 @@ class MasterCore:
                                   ts.info, res)
                 fw.tasks[task.task_id] = task
             task.agent_id = agent_id
-            task.record(ts.latest.state or State.RUNNING, ts.latest.reason, "re-registered",
-                        time.time())
-            if returned:   # a partition-aware framework learns its task is back
-                self.send_status(fw.framework_id, self.master_status(
-                    task, task.state, ts.latest.reason,
-                    f"agent {agent_id} is reachable again"))
+            agent_lifecycle.reported_task(self, agent_id, task, prior, ts.latest, was_unreachable)
             agent.tasks[(fw.framework_id, task.task_id)] = task
             used[fw.framework_id] = used.get(fw.framework_id, Resources()) + res
         self.allocator.add_agent(agent_id, total, used)
+        # Tasks placed here that the agent no longer has (it restarted, or never got them).
+        missing = list(old.tasks.values()) if old is not None else []
+        if was_unreachable:
+            missing += [t for fw in self.frameworks.values() for t in fw.tasks.values()
+                        if t.agent_id == agent_id]
+        agent_lifecycle.forget_missing(self, agent, missing, ended)
+        if agent_id in self.draining:
+            agent.draining = True
+            self.allocator.deactivate_agent(agent_id)
+            for event in [agent_lifecycle.kill_event(t.framework_id, t.task_id,
+                                                     State.AGENT_DRAINING, self.draining[agent_id])
+                          for t in agent.tasks.values() if t.state not in TERMINAL]:
+                event.epoch = self.epoch
+                self.outbox.append(("agent_after_register", agent_id, event))
         self.allocation_pending = True
         return agent_id
-
-    def _kill_returned(self, agent_id: str, framework_id: str, task_id: str) -> None:
-        """A task its framework was told is LOST came back with its agent: kill it there,
-        once the agent's new stream is open (its framework does not expect it to exist)."""
-        self.lost_in_partition.discard((framework_id, task_id, agent_id))
-        self.outbox.append(("agent_after_register", agent_id, pb.AgentEvent(
-            type=pb.AgentEvent.KILL_TASK, epoch=self.epoch,
-            kill_task=pb.AgentEvent.KillTask(framework_id=framework_id, task_id=task_id))))
 
     def agent_heartbeat(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
@@ -225,14 +237,13 @@ class MasterCore:
             if fw is None:
                 continue
             state = State.UNREACHABLE if fw.partition_aware else State.LOST
-            if state == State.LOST:
-                self.lost_in_partition.add((fid, tid, agent.agent_id))
             task.record(state, State.AGENT_UNREACHABLE, "agent missed its heartbeats", time.time())
             self.send_status(fid, self.master_status(task, state, State.AGENT_UNREACHABLE,
                                                      f"agent {agent.agent_id} is unreachable"))
             if state in TERMINAL:
                 self._forget_task(task)
         agent.executors.clear()
+        agent_lifecycle.remember_unreachable(self, agent.agent_id)
         for fid in self.frameworks:
             self.to_framework(fid, self.event(pb.Event.FAILURE, failure=pb.Event.Failure(
                 agent_id=agent.agent_id)))
@@ -265,6 +276,19 @@ class MasterCore:
             self.to_agent(agent_id, pb.AgentEvent(
                 type=pb.AgentEvent.ACKNOWLEDGE,
                 acknowledge=pb.AgentEvent.Acknowledge(framework_id=fid, acks=[ack])))
+
+    def forget_task(self, task: TaskRecord) -> None:
+        """A task reached a terminal state: free its resources, keep it in recent history."""
+        self._forget_task(task)
+
+    def drain_agent(self, agent_id: str, grace: Optional[float] = None,
+                    reactivate: bool = False) -> int:
+        """Operator: drain an agent (see :mod:`substrate.master.agent_lifecycle`) or end a
+        drain; returns how many tasks were told to die."""
+        if reactivate:
+            agent_lifecycle.reactivate(self, agent_id)
+            return 0
+        return agent_lifecycle.drain(self, agent_id, grace)
 
     def _forget_task(self, task: TaskRecord) -> None:
         """A task reached a terminal state: free its resources, keep it in recent history."""

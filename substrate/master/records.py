@@ -51,6 +51,7 @@ class AgentRecord:
     total: Resources
     connected: bool = True
     reachable: bool = True
+    draining: bool = False
     last_heartbeat: float = 0.0
     registered_at: float = 0.0
     tasks: dict = field(default_factory=dict)       # (framework_id, task_id) -> TaskRecord

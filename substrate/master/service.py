@@ -268,6 +268,25 @@ class MasterService(rpc.MasterServicer):
         if self.agents.get(aid) is conn:
             conn.queue.put_nowait(_CLOSE)
 
+    # ------------------------------------------------------------------ operator
+    async def DrainAgent(self, request: "pb.DrainAgentRequest",
+                         context: grpc.aio.ServicerContext) -> "pb.DrainAgentResponse":
+        try:
+            self.security.authorize(self.security.principal(context), "drain_agents")
+        except (AccessDenied, AuthenticationError) as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        grace = (request.grace_period_seconds if request.HasField("grace_period_seconds")
+                 else None)
+        try:
+            killed = self.core.drain_agent(request.agent_id, grace, request.reactivate)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self.flush()
+        agent = self.core.agents.get(request.agent_id)
+        return pb.DrainAgentResponse(agent_id=request.agent_id,
+                                     draining=bool(agent is not None and agent.draining),
+                                     tasks_killed=killed)
+
     # ------------------------------------------------------------------ state
     async def GetState(self, request: "pb.StateRequest",
                        context: grpc.aio.ServicerContext) -> "pb.StateResponse":

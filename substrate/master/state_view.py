@@ -40,6 +40,7 @@ def state_snapshot(core: MasterCore) -> dict:
         agents.append({
             "id": agent.agent_id, "hostname": agent.info.hostname, "address": agent.info.address,
             "connected": agent.connected, "reachable": agent.reachable,
+            "draining": agent.draining,
             "seconds_since_heartbeat": round(now - agent.last_heartbeat, 3),
             "resources": agent.total.to_dict(), "used": used.to_dict(),
             "offered": sum(1 for _ in agent.offers),
@@ -67,6 +68,7 @@ def state_snapshot(core: MasterCore) -> dict:
         "master_id": core.master_id, "epoch": core.epoch, "time": time.time(),
         "agents": agents, "frameworks": frameworks,
         "roles": shares.get("roles", {}),
+        "quota": {role: limit.to_dict() for role, limit in core.config.quota.items()},
         "offers": len(core.offers),
         "counters": dict(core.counters),
         "isolation": sorted({a["isolation"] for a in agents}),   # per agent under "agents"

@@ -14,6 +14,7 @@ teardown_frameworks    ``framework_principals``         the principal of the fra
 view_state             (none)                           the master's state and metrics
 read_sandboxes         ``framework_principals``         whose framework's files are read
 register_agents        (none)                           an agent joining the master
+drain_agents           (none)                           draining or reactivating an agent
 =====================  ===============================  ======================================
 
 A framework that names no user runs its tasks as the agent's own user; the policy treats
@@ -49,6 +50,7 @@ ACTIONS: dict[str, Optional[str]] = {
     "run_tasks": "users",
     "teardown_frameworks": "framework_principals",
     "view_state": None,
+    "drain_agents": None,
     "read_sandboxes": "framework_principals",
     "register_agents": None,
 }

@@ -42,6 +42,7 @@ METHOD_KINDS: dict[str, Optional[frozenset]] = {
     "/substrate.v1.Master/Scheduler": frozenset({"framework", "operator"}),
     "/substrate.v1.Master/Agent": frozenset({"agent"}),
     "/substrate.v1.Master/GetState": ALL_KINDS,
+    "/substrate.v1.Master/DrainAgent": frozenset({"operator"}),
     "/substrate.v1.Agent/Executor": None,
     "/substrate.v1.Agent/ReadFile": ALL_KINDS,
 }

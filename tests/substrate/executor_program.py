@@ -7,6 +7,10 @@ What it does with a task depends on the task's ``data``:
 ``b"fail"``              FAILED
 ``b"big"``               tries a status update above the payload limit, then FINISHED
 ``b"exit:N"``            exits the whole process with status N
+``b"wait"``              RUNNING, then FINISHED (pid as data) when the message
+                         ``finish:<task_id>`` arrives
+``b"stubborn"``          RUNNING, and ignores kills (the agent must kill the executor)
+``b"flood:N"``           sends N framework messages as fast as it can, then FINISHED
 ``b"write:NAME:DATA"``   writes DATA to NAME in the framework directory (``link`` also plants a
                          symlink to /etc/passwd), then FINISHED with the agent address as data
 Framework messages are echoed back with an ``echo:`` prefix (``b"unacked?"`` is answered with
@@ -21,6 +25,10 @@ from substrate import Executor, ExecutorDriver, InvalidRequest, TaskState
 
 
 class TestExecutor(Executor):
+    def __init__(self):
+        self.waiting = set()
+        self.stubborn = set()
+
     def registered(self, driver, executor_info, framework_info, agent_info):
         with open(os.path.join(driver.sandbox, "registered"), "w") as f:
             f.write(f"{executor_info.executor_id} {framework_info.name} {agent_info.id}\n")
@@ -54,9 +62,24 @@ class TestExecutor(Executor):
                 driver.update(task.task_id, TaskState.FINISHED, message=f"refused: {exc}")
         elif data == b"hang":
             pass
+        elif data == b"wait":
+            self.waiting.add(task.task_id)
+        elif data == b"stubborn":
+            self.stubborn.add(task.task_id)
+        elif data.startswith(b"flood:"):
+            for i in range(int(data[6:])):
+                driver.send_framework_message(b"flood:%d" % i)
+            driver.update(task.task_id, TaskState.FINISHED, data=pid)
+
+    def kill_task(self, driver, task_id):
+        if task_id not in self.stubborn:
+            super().kill_task(driver, task_id)
 
     def framework_message(self, driver, data):
-        if data == b"unacked?":
+        if data.startswith(b"finish:") and data[7:].decode() in self.waiting:
+            self.waiting.discard(data[7:].decode())
+            driver.update(data[7:].decode(), TaskState.FINISHED, data=str(os.getpid()).encode())
+        elif data == b"unacked?":
             driver.send_framework_message(b"unacked:%d" % driver.unacknowledged)
         else:
             driver.send_framework_message(b"echo:" + data)

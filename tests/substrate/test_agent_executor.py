@@ -119,7 +119,10 @@ def test_wrong_token_and_unknown_executor_are_refused(tmp_path):
         async with Harness(tmp_path) as h:
             h.run_tasks(executor_task("hang", b"hang"))
             await h.expect_status("hang", S.RUNNING)
-            async with grpc.aio.insecure_channel(h.agent.address) as channel:
+            assert h.agent.executor_endpoint.startswith("unix:")
+            sock = Path(h.agent.executor_endpoint[len("unix:"):])
+            assert sock.parent.stat().st_mode & 0o777 == 0o700
+            async with grpc.aio.insecure_channel(h.agent.executor_endpoint) as channel:
                 for executor_id, token in (("ex-1", "not-the-token"), ("ex-9", "x")):
                     call = rpc.AgentStub(channel).Executor()
                     sub = pb.ExecutorCall(type=pb.ExecutorCall.SUBSCRIBE)
@@ -131,6 +134,18 @@ def test_wrong_token_and_unknown_executor_are_refused(tmp_path):
                     with pytest.raises(grpc.aio.AioRpcError) as info:
                         await call.read()
                     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            # Over TCP even the right token is refused: executors use the local socket only.
+            token = h.agent.core.executors[("fw-1", "ex-1")].token
+            async with grpc.aio.insecure_channel(h.agent.address) as channel:
+                call = rpc.AgentStub(channel).Executor()
+                sub = pb.ExecutorCall(type=pb.ExecutorCall.SUBSCRIBE)
+                sub.subscribe.framework_id, sub.subscribe.executor_id = "fw-1", "ex-1"
+                sub.subscribe.token = token
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await call.write(sub)   # the refusal may come before the write is done
+                    await call.read()
+                assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert "local Unix socket" in info.value.details()
             # the real executor is undisturbed
             h.kill("hang")
             await h.expect_status("hang", S.KILLED)

@@ -65,7 +65,7 @@ def slot(h: Harness, *task_ids: str, token: str = "") -> dict:
                                 executor_id=EXECUTOR_ID, program=sleeper) for t in task_ids))
     ex = h.agent.core.executors[("fw-1", EXECUTOR_ID)]
     return {
-        "SUBSTRATE_AGENT_ENDPOINT": h.agent.address, "SUBSTRATE_AGENT_ID": "agent-1",
+        "SUBSTRATE_AGENT_ENDPOINT": h.agent.executor_endpoint, "SUBSTRATE_AGENT_ID": "agent-1",
         "SUBSTRATE_FRAMEWORK_ID": "fw-1", "SUBSTRATE_EXECUTOR_ID": EXECUTOR_ID,
         "SUBSTRATE_EXECUTOR_TOKEN": token or ex.token, "SUBSTRATE_SANDBOX": str(ex.sandbox),
         "SUBSTRATE_RECOVERY_TIMEOUT": "0.5", "SUBSTRATE_HARD_EXIT_GRACE": "-1",

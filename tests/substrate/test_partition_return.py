@@ -51,8 +51,8 @@ def test_task_reported_lost_is_killed_when_its_agent_returns():
     core, aid, fid, out = _partitioned(False)
     kills = agent_events(out, aid, pb.AgentEvent.KILL_TASK)
     assert [(k.kill_task.framework_id, k.kill_task.task_id) for k in kills] == [(fid, "t1")]
-    assert "t1" not in core.frameworks[fid].tasks
-    assert not core.lost_in_partition
+    # Until the agent confirms the kill the task holds its resources there.
+    assert core.frameworks[fid].tasks["t1"].state == S.KILLING
     # The agent's KILLED update reaches the framework, and nothing is charged for the task.
     core.agent_update(aid, [status(fid, "t1", S.KILLED)])
     out = drain(core)
@@ -67,7 +67,12 @@ def test_a_second_return_changes_nothing(aware):
     again = pb.AgentCall(type=pb.AgentCall.REREGISTER)
     again.register.info.id = aid
     again.register.info.resources.cpus, again.register.info.resources.mem = 4, 4096
+    ts = again.register.tasks.add(framework_id=fid)   # still there (a kill not yet done)
+    ts.info.CopyFrom(core.frameworks[fid].tasks["t1"].info)
+    ts.latest.CopyFrom(S(task_id="t1", state=S.RUNNING, framework_id=fid))
     core.agent_register(again)
     out = drain(core)
     assert not events(out, fid, pb.Event.UPDATE)
-    assert not agent_events(out, aid, pb.AgentEvent.KILL_TASK)
+    # The kill of the other framework's task is asked again (idempotent), not forgotten.
+    assert len(agent_events(out, aid, pb.AgentEvent.KILL_TASK)) == (0 if aware else 1)
+    assert core.frameworks[fid].tasks["t1"].state == (S.RUNNING if aware else S.KILLING)
