@@ -118,12 +118,12 @@ def rdd_html(rdd: Any) -> str:
     site = getattr(rdd, "creation_site", "")
     if site:
         rows.append(("created by", f"<code>{html.escape(site)}</code>"))
-    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
-                   f"{v}</td></tr>" for k, v in rows)
     url = getattr(rdd.ctx, "dashboard_url", None)
     if url:
         u = html.escape(url, quote=True)
         rows.append(("dashboard", f'<a href="{u}" target="_blank">{u}</a>'))
+    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+                   f"{v}</td></tr>" for k, v in rows)
     lineage = html.escape(rdd.toDebugString().decode("utf-8", "replace"))
     return (f"<div><b>dataflow RDD</b> {html.escape(repr(rdd))}<table>{body}</table>"
             f"<pre>{lineage}</pre></div>")

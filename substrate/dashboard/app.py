@@ -93,6 +93,14 @@ def _page(request: web.Request, code: int, title: str, body: Safe) -> web.Respon
     return web.Response(status=code, text=text, content_type="text/html", charset="utf-8")
 
 
+def _secure(response: web.StreamResponse) -> web.StreamResponse:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def make_app(state: StateFn, authenticate: Optional[Authenticate] = None,
              extra_routes: Optional[list] = None) -> web.Application:
     """The dashboard application; ``state()`` returns the current ``/state`` snapshot."""
@@ -115,17 +123,14 @@ def make_app(state: StateFn, authenticate: Optional[Authenticate] = None,
             except web.HTTPNotFound:
                 response = _page(request, 404, *pages.error_page(
                     404, f"There is no page at {request.path!r}."))
-            except web.HTTPException as exc:
-                response = exc
+            except web.HTTPException as exc:  # 405 and the like: aiohttp wants them raised
+                _secure(exc)
+                raise
             except Exception as exc:  # the master must outlive a failing page
                 log.exception("dashboard page %s failed", request.path)
                 response = _page(request, 500, *pages.error_page(
                     500, f"The page failed: {type(exc).__name__}."))
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
+        return _secure(response)
 
     def simple(render: Callable[..., tuple[str, Safe]], *keys: str):
         async def handler(request: web.Request) -> web.Response:
