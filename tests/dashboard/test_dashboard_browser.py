@@ -31,6 +31,23 @@ def gated(release: str):
     return fn
 
 
+def gated_onemax(release: str, after: int):
+    """OneMax as a per-individual function that, in each island, holds after ``after`` calls
+    until ``release`` exists: the run is certainly live while the test looks at it."""
+    calls = [0]
+
+    def fitness(genome):
+        import os
+        import time
+        calls[0] += 1
+        if calls[0] > after:
+            deadline = time.monotonic() + 180
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return float(genome.sum())
+    return fitness
+
+
 def state(cluster) -> dict:
     with urllib.request.urlopen(cluster.dashboard_url + "/state", timeout=10) as r:
         return json.load(r)
@@ -42,6 +59,7 @@ def live(tmp_path_factory):
     genetic run in progress."""
     tmp = tmp_path_factory.mktemp("dash")
     release = tmp / "release"
+    ga_release = tmp / "ga-release"
     cluster = LocalCluster(agents=2, cpus=3, mem=2048).start()
     hostile, _ = start_hostile(cluster.master, release)
     ctx = Context(cluster.master, appName="browser <b>test</b>", progress=False)
@@ -54,7 +72,9 @@ def live(tmp_path_factory):
     job.start()
 
     def run_ga():
-        out["ga"] = evolve(Problem(genome=bits(48), fitness="onemax"), population=40,
+        problem = Problem(genome=bits(48), fitness=gated_onemax(str(ga_release), 100),
+                          maximize=True)
+        out["ga"] = evolve(problem, population=40,
                            generations=60, islands=2, seed=3, master=cluster.master,
                            island_cpus=0.3, progress=False)
 
@@ -62,9 +82,10 @@ def live(tmp_path_factory):
     ga.start()
     try:
         yield {"cluster": cluster, "release": release, "ctx": ctx, "job": job, "ga": ga,
-               "out": out}
+               "out": out, "ga_release": ga_release}
     finally:
         release.touch()
+        ga_release.touch()
         job.join(60)
         ga.join(120)
         ctx.stop()
@@ -147,7 +168,18 @@ def test_genetic_chart_is_live_and_matches_the_run(live, page):
     cluster = live["cluster"]
     page.goto(cluster.dashboard_url + "/genetic")
     points = page.locator("svg.fitness-chart circle.pt.best")
-    points.first.wait_for(timeout=90_000)         # drawn while the run goes on
+    points.first.wait_for(timeout=90_000)         # drawn while the run goes on (held)
+    assert live["ga"].is_alive()
+    fw = next(f for f in state(cluster)["frameworks"] if f["name"].startswith("genetic"))
+    assert fw["status"]["state"] == "running" and fw["status"]["generation"] >= 1
+    with urllib.request.urlopen(cluster.dashboard_url + "/metrics", timeout=10) as r:
+        metrics = r.read().decode().splitlines()
+    for name in ("offerpool_framework_genetic_generation{",
+                 "offerpool_framework_genetic_evaluations_total{"):
+        line = next(x for x in metrics if x.startswith(name) and fw["id"] in x)
+        assert float(line.rsplit(" ", 1)[1]) >= 1
+    screenshot(page, "genetic-live")
+    live["ga_release"].touch()
     live["ga"].join(120)
     assert "ga" in live["out"], "the genetic run did not finish"
     result = live["out"]["ga"]
