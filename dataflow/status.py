@@ -213,6 +213,7 @@ class StatusTracker(ProgressObserver):
             self.counters["tasks_completed_total"] += 1
             self.counters["shuffle_bytes_written_total"] += int(
                 metrics.get("shuffle_bytes_written", 0) or 0)
+        self._publish()
 
     # -- PySpark's status tracker ---------------------------------------------------------
     def getJobIdsForGroup(self, jobGroup: str | None = None) -> list[int]:
