@@ -244,6 +244,15 @@ class SchedulerDriver:
         ``"kind"`` picks the dashboard's view (``"dataflow"``, ``"genetic"``, or a raw
         listing). Raises :class:`~substrate.errors.InvalidRequest` for a document that is not
         JSON-able, holds NaN or infinities, or is over the master's cap (64 KiB).
+
+        Examples
+        --------
+        >>> driver = SchedulerDriver(Scheduler(), FrameworkInfo(name="x"), "127.0.0.1:1")
+        >>> try:
+        ...     driver.publish_status({"kind": "training", "metrics": {"loss": float("nan")}})
+        ... except InvalidRequest as exc:
+        ...     print(str(exc).split(":")[0])
+        the framework status is not JSON-able
         """
         from substrate.framework_status import MAX_STATUS_BYTES
         try:

@@ -42,3 +42,5 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     text = json.dumps(outputs)
     if path.stem.endswith("quickstart"):
         assert "dashboard:" in text and "/frameworks/" in text  # the job links its page
+    if "evolutionary" in path.stem:
+        assert any("image/png" in o.get("data", {}) for o in outputs)  # tour and convergence
