@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -58,7 +59,21 @@ def _serve(authenticate, checks):
                 await checks(session, http.url)
         finally:
             await http.stop()
-    asyncio.run(main())
+    # a thread of its own: Playwright's sync API may own this thread's event loop
+    errors: list = []
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    if errors:
+        raise errors[0]
 
 
 def test_authentication_hook_guards_every_route():
