@@ -31,7 +31,6 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OFFERPOOL_PROGRESS", "0")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=BUDGET, kernel_name="python3",
