@@ -27,8 +27,10 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # module scope: while Playwright's sync API is open it owns this thread's event loop,
+    # which would break later tests that call asyncio.run()
     path = chromium_path()
     if path is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
