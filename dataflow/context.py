@@ -42,6 +42,7 @@ from .errors import (
 )
 from .progress import JobProgress, ProgressObserver, resolve
 from .serialize import dumps, refuse_pickling
+from .status import StatusTracker, Tee, tracker_for
 from .stages import StageGraph, stage_inputs, task_body
 from .tasks import (
     DEFAULT_MEMORY,
@@ -132,6 +133,7 @@ class Context:
         self.checkpoint_dir: str | None = None
         self.last_job_metrics: dict[str, int] = {}
         self.applicationId = f"dataflow-{os.getpid()}-{id(self):x}"
+        self._tracker = tracker_for(appName, self._backend, lambda: self.dashboard_url)
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -161,11 +163,15 @@ class Context:
 
     @property
     def dashboard_url(self) -> str | None:
-        """The substrate master's ``/state`` page (None for ``inline``, or once the embedded
-        cluster of a ``local`` master is stopped)."""
+        """This application's page on the substrate master's dashboard (None for ``inline``,
+        or once the embedded cluster of a ``local`` master is stopped)."""
         if self._stopped and getattr(self._backend, "cluster", None) is not None:
             return None
         return dashboard_url(self._backend)
+
+    def statusTracker(self) -> StatusTracker:
+        """The recent jobs and their stages' progress (PySpark's ``statusTracker()``)."""
+        return self._tracker
 
     @property
     def uiWebUrl(self) -> str | None:
@@ -350,7 +356,8 @@ class Context:
         spec = ResultSpec(func)
         job_id = next(self._job_ids)
         self.last_job_metrics = {}
-        progress = JobProgress(resolve(self.progress), self._dag, job_id, final, site)
+        progress = JobProgress(Tee(resolve(self.progress), self._tracker), self._dag, job_id,
+                               final, site)
         try:
             results = self._loop(rdd, final, partitions, spec, job_id, progress)
         except BaseException:
@@ -411,6 +418,7 @@ class Context:
                                   action.speculative, prefs))
 
     def _accumulate(self, action: Accumulate) -> None:
+        self._tracker.task_finished(action.metrics)
         for aid, update in action.updates.items():
             acc = self._accumulators.get(aid)
             if acc is not None:

@@ -65,8 +65,9 @@ def stage_name(stage: Any, job_site: str = "") -> str:
 
 
 def dashboard_url(backend: Any) -> str | None:
-    """The master's ``/state`` page: of the embedded cluster the backend owns, else the one the
-    master announced when the driver subscribed; None for the inline backend or when unknown."""
+    """This application's page on the master's dashboard: of the embedded cluster the backend
+    owns, else of the master the driver subscribed to; None for the inline backend or when
+    unknown."""
     cluster = getattr(backend, "cluster", None)
     if cluster is not None:
         base = cluster.dashboard_url
@@ -75,8 +76,8 @@ def dashboard_url(backend: Any) -> str | None:
         base = getattr(driver, "dashboard_url", "") if driver is not None else ""
     if not base:
         return None
-    base = base.rstrip("/")
-    return base if base.endswith("/state") else base + "/state"
+    fid = getattr(backend, "framework_id", "")
+    return base.rstrip("/") + (f"/frameworks/{fid}" if fid else "/")
 
 
 def _executors(ctx: Any) -> str:
@@ -117,6 +118,10 @@ def rdd_html(rdd: Any) -> str:
     site = getattr(rdd, "creation_site", "")
     if site:
         rows.append(("created by", f"<code>{html.escape(site)}</code>"))
+    url = getattr(rdd.ctx, "dashboard_url", None)
+    if url:
+        u = html.escape(url, quote=True)
+        rows.append(("dashboard", f'<a href="{u}" target="_blank">{u}</a>'))
     body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
                    f"{v}</td></tr>" for k, v in rows)
     lineage = html.escape(rdd.toDebugString().decode("utf-8", "replace"))

@@ -52,6 +52,7 @@ from .engine import _jsonable, migration_targets
 from .errors import ConfigError, GeneticError
 from .island import Island
 from .population import Population
+from .status import publish as publish_status
 from .protocol import (
     PAYLOAD_LIMIT,
     decode,
@@ -356,6 +357,7 @@ class GeneticScheduler(Scheduler):
                 sum(s.evaluations for s in self.slots) >= r.max_evaluations:
             self.request_stop(driver, "evaluations")
         self._progress()
+        publish_status(self, driver)
 
     def _progress(self) -> None:
         if self.on_progress is not None:

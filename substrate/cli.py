@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="start an embedded cluster and run real work through it")
     d.add_argument("--agents", type=int, default=2)
+    d.add_argument("--keep-open", action="store_true",
+                   help="keep the cluster and its dashboard up after the demo (Ctrl-C stops)")
     from substrate.submit import commands as batch  # submit, logs, config
     batch.add_parsers(sub)
     return parser
@@ -120,7 +122,7 @@ def _master(args: argparse.Namespace) -> int:
             print(json.dumps(info), flush=True)
         else:
             print(f"master {master.core.master_id} on {master.address}; "
-                  f"state at {master.http_url}/state", flush=True)
+                  f"dashboard at {master.http_url}/", flush=True)
 
     return master_main(args.host, args.port, None if args.http_port < 0 else args.http_port,
                        config, ready=ready, security=security_cli.server_security_from_args(args))
@@ -173,7 +175,8 @@ def _up(args: argparse.Namespace) -> int:
     cluster = LocalCluster(agents=args.agents, master_port=args.port, http_port=args.http_port)
     cluster.start()
     print(f"master  {cluster.master}\nstate   {cluster.dashboard_url}/state\n"
-          f"metrics {cluster.dashboard_url}/metrics\nagents  {args.agents}\n"
+          f"metrics {cluster.dashboard_url}/metrics\ndashboard {cluster.dashboard_url}/\n"
+          f"agents  {args.agents}\n"
           "Ctrl-C to stop.", flush=True)
     try:
         threading.Event().wait()
@@ -240,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from substrate.demo import run_demo
-    return run_demo(agents=args.agents)
+    return run_demo(agents=args.agents, keep_open=args.keep_open)
 
 
 _COMMANDS = {"master": _master, "agent": _agent, "up": _up, "status": _status, "run": _run,

@@ -47,12 +47,14 @@ print(sum(seg))
 """
 
 
-def run_demo(agents: int = 2) -> int:
+def run_demo(agents: int = 2, keep_open: bool = False) -> int:
     started = time.perf_counter()
     with LocalCluster(agents=agents) as cluster:
         print(f"embedded cluster up in {time.perf_counter() - started:.2f} s: master "
-              f"{cluster.master}, {agents} agents\n  state:   {cluster.dashboard_url}/state"
-              f"\n  metrics: {cluster.dashboard_url}/metrics")
+              f"{cluster.master}, {agents} agents\n  dashboard: {cluster.dashboard_url}/"
+              f"  (open it now: the jobs and the GA run show up there live)"
+              f"\n  state:     {cluster.dashboard_url}/state"
+              f"\n  metrics:   {cluster.dashboard_url}/metrics", flush=True)
         program = base64.b64encode(_SEGMENT.format(limit=LIMIT, tasks=TASKS).encode()).decode()
         command = [sys.executable, "-c",
                    f"\"import base64; exec(base64.b64decode('{program}'))\""]
@@ -71,7 +73,19 @@ def run_demo(agents: int = 2) -> int:
               f"{elapsed:.2f} s — {'correct' if ok else f'WRONG, expected {PI_OF_LIMIT:,}'}")
         ok = _genetic_section(cluster.master) and ok
         ok = _dataflow_section(cluster.master) and ok
+        if keep_open:
+            _keep_open(cluster.dashboard_url)
     return 0 if ok else 1
+
+
+def _keep_open(url: str) -> None:
+    """Keep the cluster and its dashboard up until Ctrl-C."""
+    import threading
+    print(f"\nthe dashboard stays up at {url}/ ; Ctrl-C to stop", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
 
 
 def _genetic_section(master: str) -> bool:

@@ -10,6 +10,7 @@ breaks. Every driver method is thread-safe.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from typing import Iterable, Optional, Sequence, Union
@@ -18,7 +19,7 @@ import grpc
 
 from substrate import convert
 from substrate.aio_loops import new_loop, start_loop_thread
-from substrate.errors import ConnectionLost, SubscriptionError, SubstrateError
+from substrate.errors import ConnectionLost, InvalidRequest, SubscriptionError, SubstrateError
 from substrate.security.client import Credentials
 from substrate.types import Filters, FrameworkInfo, Offer, TaskInfo, TaskStatus
 from substrate.v1 import pb, rpc
@@ -254,6 +255,37 @@ class SchedulerDriver:
     def send_framework_message(self, agent_id: str, executor_id: str, data: bytes) -> None:
         self._send(pb.Call(type=pb.Call.MESSAGE, message=pb.Call.Message(
             agent_id=agent_id, executor_id=executor_id, data=bytes(data))))
+
+    def publish_status(self, status: dict) -> None:
+        """Publish the framework's progress (a small JSON-able dict) to the master.
+
+        The master keeps the latest document and shows it on its dashboard and in ``/state``;
+        a ``"metrics"`` object of ``{name: number}`` is exported on ``/metrics`` as
+        ``offerpool_framework_<name>`` (names ending in ``_total`` are counters), and
+        ``"kind"`` picks the dashboard's view (``"dataflow"``, ``"genetic"``, or a raw
+        listing). Raises :class:`~substrate.errors.InvalidRequest` for a document that is not
+        JSON-able, holds NaN or infinities, or is over the master's cap (64 KiB).
+
+        Examples
+        --------
+        >>> driver = SchedulerDriver(Scheduler(), FrameworkInfo(name="x"), "127.0.0.1:1")
+        >>> try:
+        ...     driver.publish_status({"kind": "training", "metrics": {"loss": float("nan")}})
+        ... except InvalidRequest as exc:
+        ...     print(str(exc).split(":")[0])
+        the framework status is not JSON-able
+        """
+        from substrate.framework_status import MAX_STATUS_BYTES
+        try:
+            text = json.dumps(status, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"the framework status is not JSON-able: {exc}") from None
+        if not isinstance(status, dict):
+            raise InvalidRequest("the framework status must be a dict")
+        if len(text.encode()) > MAX_STATUS_BYTES:
+            raise InvalidRequest(f"the framework status is {len(text.encode())} bytes, over "
+                                 f"the cap of {MAX_STATUS_BYTES}")
+        self._send(pb.Call(type=pb.Call.PUBLISH_STATUS, status=pb.FrameworkStatus(json=text)))
 
     # ------------------------------------------------------------------ internals
     def _put(self, item: object) -> None:

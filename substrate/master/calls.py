@@ -11,6 +11,7 @@ from typing import Callable
 
 from substrate.errors import InvalidRequest
 from substrate.master import validation
+from substrate.framework_status import parse_status
 from substrate.master.core import TERMINAL, MasterCore, State
 from substrate.master.records import ExecutorRecord, FrameworkRecord, TaskRecord
 from substrate.resources import Resources
@@ -223,6 +224,11 @@ def _teardown(core: MasterCore, fw: FrameworkRecord, call: "pb.Call") -> None:
     core.remove_framework(fw.framework_id)
 
 
+def _publish_status(core: MasterCore, fw: FrameworkRecord, call: "pb.Call") -> None:
+    fw.status = parse_status(call.status.json)
+    fw.status_time = time.time()
+
+
 _HANDLERS: dict[int, Callable[[MasterCore, FrameworkRecord, "pb.Call"], None]] = {
     pb.Call.ACCEPT: _accept,
     pb.Call.DECLINE: _decline,
@@ -233,6 +239,7 @@ _HANDLERS: dict[int, Callable[[MasterCore, FrameworkRecord, "pb.Call"], None]] =
     pb.Call.RECONCILE: _reconcile,
     pb.Call.MESSAGE: _message,
     pb.Call.TEARDOWN: _teardown,
+    pb.Call.PUBLISH_STATUS: _publish_status,
 }
 
 __all__ = ["handle_call", "TERMINAL"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -31,6 +32,8 @@ State = pb.TaskStatus
 TERMINAL = frozenset({State.FINISHED, State.FAILED, State.KILLED, State.ERROR, State.LOST,
                       State.DROPPED, State.GONE, State.GONE_BY_OPERATOR})
 COMPLETED_LIMIT = 1000
+#: Removed frameworks the dashboard still shows (with their last status).
+COMPLETED_FRAMEWORKS = 50
 
 
 @dataclass
@@ -83,6 +86,7 @@ class MasterCore:
         self.agents: dict[str, AgentRecord] = {}
         self.frameworks: dict[str, FrameworkRecord] = {}
         self.offers: dict[str, OfferRecord] = {}
+        self.completed_frameworks: deque[FrameworkRecord] = deque(maxlen=COMPLETED_FRAMEWORKS)
         self.outbox: list[tuple[str, str, object]] = []
         self.allocation_pending = False
         self.counters = {"offers_made": 0, "offers_rescinded": 0, "tasks_launched": 0,
@@ -464,6 +468,8 @@ class MasterCore:
                 type=pb.AgentEvent.SHUTDOWN_FRAMEWORK,
                 shutdown_framework=pb.AgentEvent.ShutdownFramework(framework_id=framework_id)))
         self.allocator.remove_framework(framework_id)
+        fw.connected, fw.removed_at = False, time.time()
+        self.completed_frameworks.append(fw)
         del self.frameworks[framework_id]
         self.registry.remove_framework(framework_id)
         self.allocation_pending = True

@@ -1,95 +1,89 @@
-"""The master's HTTP endpoints: ``/state`` (JSON) and ``/metrics`` (Prometheus text).
+"""The master's HTTP endpoints: ``/state`` (JSON), ``/metrics`` (Prometheus text), ``/health``
+and the web dashboard (:mod:`substrate.dashboard`), served by aiohttp on the master's loop.
 
-Serving uses the standard library's threading HTTP server; every request reads the state on
-the master's event loop (the only thread that touches it) and waits for the answer.
+Every handler runs on the event loop that owns :class:`~substrate.master.core.MasterCore`, so
+it reads the state directly. Bound to loopback unless configured otherwise; read-only.
+Requests are checked by the master's :class:`~substrate.security.server.ServerSecurity`: the
+same bearer tokens and ACLs as its gRPC API (``view_state`` for pages, ``/state`` and
+``/metrics``; ``read_sandboxes`` for sandbox files), and HTTPS when the master has a certificate.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Optional
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from substrate.dashboard.app import make_app
 from substrate.master.core import MasterCore
 from substrate.master.state_view import MasterCollector, state_snapshot
+from substrate.security.client import Credentials
 from substrate.security.server import ServerSecurity
 
 
 class MasterHttp:
-    """Serve ``/state`` and ``/metrics`` of ``core`` on ``host:port`` (0: any free port)."""
+    """Serve the HTTP API and dashboard of ``core`` on ``host:port`` (0: any free port).
 
-    def __init__(self, core: MasterCore, loop: asyncio.AbstractEventLoop,
+    Call :meth:`start` and :meth:`stop` on the master's event loop.
+    """
+
+    def __init__(self, core: MasterCore, loop: Optional[asyncio.AbstractEventLoop] = None,
                  host: str = "127.0.0.1", port: int = 0,
-                 security: "ServerSecurity | None" = None) -> None:
-        self.core, self.loop = core, loop
+                 security: Optional[ServerSecurity] = None) -> None:
+        self.core = core
+        self.host, self.port = host, port
         self.security = security or ServerSecurity()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MasterCollector(core))
-        handler = _make_handler(self)
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        tls = self.security.http_ssl_context()
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.scheme = "https" if tls is not None else "http"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="master-http",
-                                       daemon=True)
+        # The dashboard reads sandboxes from agents as the master's own client principal.
+        agents = self.security.client or Credentials.from_environment()
+        self.app = make_app(lambda: state_snapshot(core), self._authorize, [
+            web.get("/state", self._state),
+            web.get("/metrics", self._metrics),
+            web.get("/health", self._health),
+        ], agent_credentials=agents)
+        self.ssl = self.security.http_ssl_context()
+        self.runner: Optional[web.AppRunner] = None
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
+        return f"{'https' if self.ssl is not None else 'http'}://{self.host}:{self.port}"
 
-    def start(self) -> None:
-        self.thread.start()
+    def _authorize(self, request: web.Request, action: str = "view_state",
+                   obj: Optional[str] = None) -> tuple[int, str]:
+        if request.path == "/health":   # liveness probes carry no token
+            return 200, ""
+        return self.security.check_http(request.headers, action, obj)
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True,
+                           ssl_context=self.ssl)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []  # the bound port when 0
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
 
-    def on_loop(self, fn: Callable[[], object]) -> object:
-        async def call() -> object:
-            return fn()
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=10)
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
 
     def state_json(self) -> bytes:
-        return json.dumps(self.on_loop(lambda: state_snapshot(self.core)), indent=1).encode()
+        return json.dumps(state_snapshot(self.core), indent=1).encode()
 
     def metrics_text(self) -> bytes:
-        return self.on_loop(lambda: generate_latest(self.registry))  # type: ignore[return-value]
+        return generate_latest(self.registry)
 
+    async def _state(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.state_json(), content_type="application/json")
 
-def _make_handler(http: MasterHttp) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            path = self.path.split("?", 1)[0]
-            if path != "/health":  # same bearer tokens and view_state ACL as GetState
-                code, reason = http.security.check_http(self.headers)
-                if code != 200:
-                    return self._send(code, "text/plain", f"{reason}\n".encode())
-            try:
-                if path == "/state":
-                    self._send(200, "application/json", http.state_json())
-                elif path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, http.metrics_text())
-                elif path == "/health":
-                    self._send(200, "text/plain", b"ok\n")
-                else:
-                    self._send(404, "text/plain", b"not found\n")
-            except Exception as exc:  # the master must outlive a failed scrape
-                self._send(500, "text/plain", f"error: {type(exc).__name__}\n".encode())
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics_text(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-        def _send(self, code: int, ctype: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")

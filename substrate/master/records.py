@@ -71,6 +71,9 @@ class FrameworkRecord:
     tasks: dict = field(default_factory=dict)       # task_id -> TaskRecord (not yet terminal)
     offers: set = field(default_factory=set)
     completed: list = field(default_factory=list)   # recent terminal TaskRecords
+    status: Optional[dict] = None                   # latest PUBLISH_STATUS document
+    status_time: float = 0.0                        # wall time it came
+    removed_at: Optional[float] = None              # wall time of teardown, once removed
 
     @property
     def partition_aware(self) -> bool:

@@ -80,9 +80,9 @@ class Master:
         await self.server.start()
         self.service.start_timers()
         if self.http_port is not None:
-            self.http = MasterHttp(self.core, asyncio.get_running_loop(), self.host, self.http_port,
-                                   security=self.security)
-            self.http.start()
+            self.http = MasterHttp(self.core, asyncio.get_running_loop(), self.host,
+                                   self.http_port, security=self.security)
+            await self.http.start()
             self.service.dashboard_url = self.http.url
         log.info("master %s listening on %s", self.core.master_id, self.address)
 
@@ -91,7 +91,7 @@ class Master:
         if self.server is not None:
             await self.server.stop(grace)
         if self.http is not None:
-            self.http.stop()
+            await self.http.stop()
 
 
 def main(host: str = "127.0.0.1", port: int = 5050, http_port: Optional[int] = 5051,

@@ -170,7 +170,8 @@ class ServerSecurity:
             return
         self.policy.check(action, principal.name, obj)
 
-    def check_http(self, headers: Mapping[str, str], action: str = "view_state") -> tuple:
+    def check_http(self, headers: Mapping[str, str], action: str = "view_state",
+                   obj: Optional[str] = None) -> tuple:
         """Check an HTTP request's ``Authorization: Bearer PRINCIPAL:TOKEN`` header.
 
         Returns ``(status, message)``: ``(200, "")`` when allowed, else 401 or 403 with a
@@ -178,7 +179,7 @@ class ServerSecurity:
         """
         try:
             principal = self.authenticate(headers.get("Authorization"))
-            self.authorize(principal, action)
+            self.authorize(principal, action, obj)
         except AuthenticationError as exc:
             return 401, str(exc)
         except AccessDenied as exc:

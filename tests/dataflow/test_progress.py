@@ -219,7 +219,7 @@ def test_context_html_shows_the_dashboard_link(ctx):
         assert ctx.dashboard_url is None and "dashboard" not in page
     else:
         url = ctx.dashboard_url
-        assert url.startswith("http://") and url.endswith("/state") and ctx.uiWebUrl == url
+        assert url.startswith("http://") and "/frameworks/fw-" in url and ctx.uiWebUrl == url
         assert f'<a href="{url}"' in page and "executors" in page
 
 
