@@ -109,6 +109,10 @@ async def _session(driver: "SchedulerDriver", channel: grpc.aio.Channel,
                 stop_flag["stop"] = True
                 return
             item.framework_id = driver.framework_id
+            if item.type == pb.Call.TEARDOWN:
+                # The master ends the stream once it has removed the framework; re-subscribing
+                # then would only be refused ("framework unknown").
+                stop_flag["stop"] = True
             yield item
 
     stream = stub.Scheduler(calls(), metadata=driver.credentials.metadata)

@@ -142,6 +142,8 @@ class DriverScheduler(Scheduler):
         self.done.set()
 
     def error(self, driver: SchedulerDriver, message: str) -> None:
+        if self.done.is_set():   # already decided (finished, failed or killed on request)
+            return
         self.echo(f"error from the master: {message}")
         self.record.update(state="FAILED", message=message)
         self.final = "FAILED"
