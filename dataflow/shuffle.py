@@ -45,6 +45,7 @@ from .errors import FetchFailedError, NotPairError
 from .partitioner import HashPartitioner, Partitioner, partition_ids, partition_ids_any
 
 _kernels = _load_kernel("shuffle")
+_columnar = _load_kernel("columnar")
 
 FRAME_RECORDS = 1024
 COLUMN_CHUNK = 65536
@@ -174,27 +175,14 @@ def _not_pair(record: Any, what: str) -> NotPairError:
 
 def _columns(chunk: list, op: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     """Columns for a chunk of plain (int, int|float) pairs, or None if it does not fit."""
-    try:  # list comprehensions: far cheaper than zip(*chunk) on long chunks
-        ks = [k for k, _ in chunk]
-        vs = [v for _, v in chunk]
-    except (TypeError, ValueError):
+    cols = _columnar.pair_columns(chunk)
+    if cols is None or not len(cols[0]):
         return None
-    if set(map(type, ks)) != {int}:
-        return None
-    vt = set(map(type, vs))
-    try:
-        k = np.array(ks, dtype=np.int64)
-        if vt == {int}:
-            v = np.array(vs, dtype=np.int64)
-            if op == "add" and len(v) * max(int(v.max()), -int(v.min())) >= _INT64_LIMIT:
-                return None
-        elif vt == {float}:
-            v = np.array(vs, dtype=np.float64)
-            if op != "add" and np.isnan(v).any():
-                return None
-        else:
+    k, v = cols
+    if v.dtype == np.int64:
+        if op == "add" and len(v) * max(int(v.max()), -int(v.min())) >= _INT64_LIMIT:
             return None
-    except OverflowError:
+    elif op is not None and op != "add" and np.isnan(v).any():
         return None
     return k, v
 
@@ -230,8 +218,10 @@ def write_map_output(spec: ShuffleWriteSpec, records: Iterable, shuffle_root: st
     return MapStatus(spec.shuffle_id, map_id, attempt, location, sizes), out.bytes_written
 
 
-def _flush_columns(keys: np.ndarray, vals: np.ndarray, n: int, out: _BucketFiles) -> None:
-    pids = partition_ids(keys, n)
+def _flush_columns(keys: np.ndarray, vals: np.ndarray, n: int, out: _BucketFiles,
+                   pids: np.ndarray | None = None) -> None:
+    if pids is None:
+        pids = partition_ids(keys, n)
     order, offsets = _kernels.bucket_order(pids, n)
     keys, vals = keys[order], vals[order]
     for b in range(n):
@@ -347,12 +337,24 @@ def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> Non
 
 
 def _write_plain(it: Iterator, part: Partitioner, out: _BucketFiles, budget: int) -> None:
+    # chunks of plain (int, int|float) pairs go as columns when the partitioner can place a
+    # whole key column at once; any other chunk goes as pickled records (frames of both kinds
+    # may share a bucket, in order)
+    columnar = part.ids(np.zeros(1, dtype=np.int64)) is not None
+    size = small = FRAME_RECORDS * 4  # big chunks only while records are small and plain
+    chunk: list = []
     try:
         while True:
-            chunk = list(islice(it, FRAME_RECORDS * 4))
+            chunk = list(islice(it, size))
             if not chunk:
                 break
-            _write_records(chunk, part, out)
+            cols = _columns(chunk, None) if columnar else None
+            if cols is None:
+                _write_records(chunk, part, out)
+                size = small
+            else:
+                _flush_columns(cols[0], cols[1], part.num_partitions, out, part.ids(cols[0]))
+                size = COLUMN_CHUNK
     except (TypeError, ValueError):
         bad = [r for r in chunk if not (isinstance(r, (tuple, list)) and len(r) == 2)]
         if bad:
