@@ -327,7 +327,7 @@ class Actions:
 
         partials = self.mapPartitions(aggregate_partition)
         width = float(partials.getNumPartitions())
-        scale = max(int(math.ceil(width ** (1.0 / depth))), 2)
+        scale = max(math.ceil(width ** (1.0 / depth)), 2)
         while width > scale + width / scale:
             width /= scale
             n = int(width)
