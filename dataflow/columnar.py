@@ -140,8 +140,10 @@ def hash_join(left: Iterator, right: Iterator, budget: int,
     """
     lcols, lrest = gather_columns(left, budget // 2)
     rcols, rrest = gather_columns(right, budget // 2)
-    if lrest is not None or rrest is not None or not lcols or not rcols:
+    if lrest is not None or rrest is not None:
         return fallback(records_of(lcols, lrest), records_of(rcols, rrest))
+    if not lcols or not rcols:
+        return iter(())
     lk, lv = _concat(lcols)
     rk, rv = _concat(rcols)
     li, ri = _columnar.join_index(lk, rk)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from functools import reduce as _reduce
 from itertools import islice, pairwise
@@ -125,7 +126,7 @@ class Actions:
 
     def count(self) -> int:
         """Number of elements."""
-        return sum(self._per_partition(lambda it: sum(1 for _ in it)))
+        return sum(self._per_partition(_count))
 
     def countByValue(self) -> dict:
         """How many times each element occurs.
@@ -487,3 +488,10 @@ def _fraction_for_sample(num: int, total: int, with_replacement: bool) -> float:
     gamma = -math.log(delta) / total
     return min(1.0, fraction + gamma + math.sqrt(gamma * gamma + 2 * gamma * fraction))
 
+
+
+def _count(it: Iterator) -> int:
+    """Length of an iterator, counted in C (no Python frame per element)."""
+    counter = itertools.count()
+    deque(zip(it, counter), maxlen=0)
+    return next(counter)

@@ -240,6 +240,28 @@ class TaskContext:
             return self._sort(node, records)
         return records
 
+    def join_shuffles(self, left: Any, right: Any, split: int) -> Iterator:
+        """Inner join of reduce partition ``split`` of two shuffles (``join``)."""
+        from . import columnar
+        from .plan import ShuffledNode
+        if not (isinstance(left, ShuffledNode) and isinstance(right, ShuffledNode)):
+            return self._join_records(left.compute(split, self), right.compute(split, self))
+        reader = self.env.reader
+        return columnar.hash_join(reader.frames(self.map_outputs[left.shuffle_id], split),
+                                  reader.frames(self.map_outputs[right.shuffle_id], split),
+                                  self.env.memory_budget, self._join_records)
+
+    def _join_records(self, left: Iterator, right: Iterator) -> Iterator:
+        """The general join: values of both sides grouped per key within the budget."""
+        from .pairs import cogroup_aggregator
+        from .spill import ExternalAggregator
+        agg = ExternalAggregator(cogroup_aggregator(2), self.env.memory_budget,
+                                 self.env.spill_dir)
+        agg.insert_values((k, (0, v)) for k, v in left)
+        agg.insert_values((k, (1, w)) for k, w in right)
+        self._count_spills(agg)
+        return ((k, (v, w)) for k, (vs, ws) in agg.items() for v in vs for w in ws)
+
     def _sort(self, node: Any, records: Iterator) -> Iterator:
         from .spill import ExternalSorter
         sorter = ExternalSorter(node.sort_key, node.ascending, self.env.memory_budget,
