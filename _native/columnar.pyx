@@ -10,6 +10,8 @@ reference twin.
 * ``pair_columns(records)``: a list of plain ``(int, int | float)`` tuples as two arrays (keys
   int64, values int64 or float64), or None when any record does not fit; one pass in C
   instead of Python loops over the list.
+* ``combine_into(combined, records, create, merge, add)``: the map-side combine / reduce-side
+  merge loop of ``combineByKey`` over a list of pairs into a dict, in C.
 """
 import numpy as np
 from libc.stdint cimport int64_t, uint64_t
@@ -188,3 +190,34 @@ def pair_columns(list records):
             if overflow:
                 return None
     return keys, (fvals if floats == 1 else ivals)
+
+
+from cpython.object cimport PyObject
+
+
+cdef extern from "Python.h":
+    PyObject* PyDict_GetItemWithError(object, object) except? NULL
+
+
+def combine_into(dict combined, list records, object create, object merge, bint add):
+    """Merge ``(key, value)`` tuples into ``combined`` in order: a new key gets
+    ``create(value)`` (the value itself when ``create`` is None), a known one
+    ``merge(current, value)`` (``current + value`` when ``add``). Returns how many records were
+    consumed: it stops before the first record that is not an exact tuple of two."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(records), i
+    cdef PyObject* cur
+    cdef object rec, k, v
+    for i in range(n):
+        rec = <object>PyList_GET_ITEM(records, i)
+        if not PyTuple_CheckExact(rec) or PyTuple_GET_SIZE(rec) != 2:
+            return i
+        k = <object>PyTuple_GET_ITEM(rec, 0)
+        v = <object>PyTuple_GET_ITEM(rec, 1)
+        cur = PyDict_GetItemWithError(combined, k)
+        if cur == NULL:
+            combined[k] = v if create is None else create(v)
+        elif add:
+            combined[k] = <object>cur + v
+        else:
+            combined[k] = merge(<object>cur, v)
+    return n

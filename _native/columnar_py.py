@@ -5,12 +5,15 @@
   and groups are numbered by their first occurrence.
 * :func:`pair_columns` turns a list of plain ``(int, int | float)`` tuples into a key column and
   a value column, or returns None when a record does not fit.
+* :func:`combine_into` merges ``(key, value)`` pairs into a dict (``combineByKey``'s loop).
 * :func:`join_index` returns ``(li, ri)``, every pair with ``left[li] == right[ri]``, ordered
   by left index, then right index.
 
 Examples
 --------
->>> import numpy as np
+>>> from typing import Any
+
+import numpy as np
 >>> starts, order = group_index(np.array([7, 3, 7, 7, 3]))
 >>> starts.tolist(), order.tolist()
 ([0, 3, 5], [0, 2, 3, 1, 4])
@@ -97,3 +100,29 @@ def pair_columns(records: list) -> tuple[np.ndarray, np.ndarray] | None:
     if set(map(type, vs)) != {int} or any(not lo <= v <= hi for v in vs):
         return None
     return np.array(ks, dtype=np.int64), np.array(vs, dtype=np.int64)
+
+
+def combine_into(combined: dict, records: list, create: Any, merge: Any, add: bool) -> int:
+    """Merge ``(key, value)`` tuples into ``combined``; returns the records consumed.
+
+    A new key gets ``create(value)`` (the value itself when ``create`` is None), a known key
+    ``merge(current, value)`` (``current + value`` when ``add``). Stops before the first record
+    that is not an exact tuple of two.
+
+    >>> d = {"a": 1}
+    >>> combine_into(d, [("a", 2), ("b", 5), ["c", 1]], None, None, True), d
+    (2, {'a': 3, 'b': 5})
+    """
+    missing = object()
+    for i, rec in enumerate(records):
+        if type(rec) is not tuple or len(rec) != 2:
+            return i
+        k, v = rec
+        cur = combined.get(k, missing)
+        if cur is missing:
+            combined[k] = v if create is None else create(v)
+        elif add:
+            combined[k] = cur + v
+        else:
+            combined[k] = merge(cur, v)
+    return len(records)

@@ -82,9 +82,11 @@ def _frame_records(frame: Any) -> Iterator:
 
 
 def _pairs(keys: np.ndarray, values: np.ndarray) -> Iterator:
-    """``(key, value)`` tuples of Python objects, converted a chunk at a time."""
-    for i in range(0, len(keys), OUT_CHUNK):
-        yield from zip(keys[i:i + OUT_CHUNK].tolist(), values[i:i + OUT_CHUNK].tolist())
+    """``(key, value)`` tuples of Python objects, converted a chunk at a time (in C: no
+    Python frame per record)."""
+    return itertools.chain.from_iterable(
+        zip(keys[i:i + OUT_CHUNK].tolist(), values[i:i + OUT_CHUNK].tolist())
+        for i in range(0, len(keys), OUT_CHUNK))
 
 
 def records_of(cols: list, rest: Iterator | None) -> Iterator:
@@ -152,6 +154,7 @@ def hash_join(left: Iterator, right: Iterator, budget: int,
 
 
 def _joined(keys: np.ndarray, lvals: np.ndarray, rvals: np.ndarray) -> Iterator:
-    for i in range(0, len(keys), OUT_CHUNK):
-        j = i + OUT_CHUNK
-        yield from zip(keys[i:j].tolist(), zip(lvals[i:j].tolist(), rvals[i:j].tolist()))
+    return itertools.chain.from_iterable(
+        zip(keys[i:i + OUT_CHUNK].tolist(),
+            zip(lvals[i:i + OUT_CHUNK].tolist(), rvals[i:i + OUT_CHUNK].tolist()))
+        for i in range(0, len(keys), OUT_CHUNK))

@@ -279,31 +279,35 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
                     budget: int) -> None:
     from .spill import estimate_entry_size
     combined: dict = {}
-    create, merge = agg.create_combiner, agg.merge_value
-    missing = _MISSING
-    record: Any = None
+    create = None if agg.create_combiner is _identity else agg.create_combiner
+    merge = agg.merge_value
+    record: Any = _MISSING
+    entry = 0.0
+    chunks = 0
     try:
         while True:
             chunk = list(islice(it, 1024))
             if not chunk:
                 break
-            get = combined.get
-            if create is _identity:  # reduceByKey: skip a call per new key
-                for record in chunk:
-                    k, v = record
-                    c = get(k, missing)
-                    combined[k] = v if c is missing else merge(c, v)
-            else:
-                for record in chunk:
-                    k, v = record
-                    c = get(k, missing)
-                    combined[k] = create(v) if c is missing else merge(c, v)
-            entry = estimate_entry_size(list(islice(combined.items(), 32)))
+            # the loop runs in C up to the first record that is not a tuple of two
+            used = _columnar.combine_into(combined, chunk, create, merge, merge is operator.add)
+            for record in itertools.islice(chunk, used, None):
+                k, v = record
+                c = combined.get(k, _MISSING)
+                if c is _MISSING:
+                    combined[k] = v if create is None else create(v)
+                else:
+                    combined[k] = merge(c, v)
+            record = _MISSING
+            if chunks % 8 == 0:  # the estimate pickles a sample: not on every chunk
+                entry = estimate_entry_size(list(islice(combined.items(), 32)))
+            chunks += 1
             if len(combined) * entry > budget:  # emit partial combiners, keep memory bounded
                 _write_records(combined.items(), part, out)
                 combined = {}
     except (TypeError, ValueError):
-        if not (isinstance(record, (tuple, list)) and len(record) == 2):
+        # _MISSING: the error came from the user's function on a proper pair
+        if record is not _MISSING and not (isinstance(record, (tuple, list)) and len(record) == 2):
             raise _not_pair(record, "a by-key operation") from None
         raise
     _write_records(combined.items(), part, out)

@@ -125,3 +125,40 @@ def test_pair_columns_refuses_what_it_cannot_hold(pure):
     for bad in ([(1, 2), [3, 4]], [(True, 1)], [(1, 2 ** 63)], [(1, 2), (3, 4.0)], [(1.0, 2)],
                 [(1, 2, 3)], [("a", 1)]):
         assert k.pair_columns(bad) is None, bad
+
+
+pair_records = st.lists(st.one_of(st.tuples(st.sampled_from(["a", "b", 1, 2.0, (1, "x")]),
+                                            st.integers(-3, 3)),
+                                  st.lists(st.integers(), min_size=2, max_size=2)), max_size=40)
+
+
+def model_combine(combined: dict, records: list, create, merge) -> int:
+    for i, rec in enumerate(records):
+        if type(rec) is not tuple or len(rec) != 2:
+            return i
+        k, v = rec
+        combined[k] = merge(combined[k], v) if k in combined else create(v)
+    return len(records)
+
+
+@pytest.mark.parametrize("pure", BACKENDS)
+@PROPERTY
+@given(recs=pair_records, start=st.dictionaries(st.sampled_from(["a", 2]), st.integers(), max_size=2))
+def test_combine_into_matches_the_model(pure, recs, start):
+    k = backend(pure)
+    for create, merge, add in ((None, None, True), (lambda v: [v], lambda c, v: c + [v], False),
+                               (None, max, False)):
+        got, want = dict(start), dict(start)
+        if create is not None:
+            got = {key: [v] for key, v in got.items()}
+            want = {key: [v] for key, v in want.items()}
+        used = k.combine_into(got, recs, create, merge, add)
+        expect = model_combine(want, recs, create or (lambda v: v),
+                               merge or (lambda a, b: a + b))
+        assert used == expect and got == want and list(got) == list(want)
+
+
+@pytest.mark.parametrize("pure", BACKENDS)
+def test_combine_into_propagates_errors_of_merge(pure):
+    with pytest.raises(TypeError):
+        backend(pure).combine_into({"a": "x"}, [("a", 1)], None, None, True)
