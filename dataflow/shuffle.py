@@ -316,26 +316,28 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
 def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> None:
     """Write pairs to their buckets; ids come from the batch kernel for the portable hash."""
     portable = isinstance(part, HashPartitioner) and part.is_portable
+    n = part.num_partitions
     it = iter(items)
-    bufs: dict[int, list] = {}
+    bufs: list[list] = [[] for _ in range(n)]
     while True:
         chunk = list(islice(it, 4 * FRAME_RECORDS))
         if not chunk:
             break
         keys = [k for k, _v in chunk]  # also rejects records that are not pairs
-        if portable:
-            pids = partition_ids_any(keys, part.num_partitions)
-        else:
-            pids = [part(k) for k in keys]
-        for b, kv in zip(pids, chunk):
-            buf = bufs.get(b)
-            if buf is None:
-                buf = bufs[b] = []
-            buf.append(kv)
-            if len(buf) >= FRAME_RECORDS:
-                out.write(b, encode_frame(buf))
-                bufs[b] = []
-    for b, buf in bufs.items():
+        pids = partition_ids_any(keys, n) if portable else [part(k) for k in keys]
+        # a stable counting sort by bucket, then whole slices per bucket (no loop per record)
+        order, offsets = _kernels.bucket_order(np.asarray(pids, dtype=np.int64), n)
+        ordered = list(map(chunk.__getitem__, order.tolist()))
+        bounds = offsets.tolist()
+        for b in range(n):
+            lo, hi = bounds[b], bounds[b + 1]
+            if hi > lo:
+                buf = bufs[b]
+                buf.extend(ordered[lo:hi])
+                if len(buf) >= FRAME_RECORDS:
+                    out.write(b, encode_frame(buf))
+                    bufs[b] = []
+    for b, buf in enumerate(bufs):
         if buf:
             out.write(b, encode_frame(buf))
 

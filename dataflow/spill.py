@@ -220,21 +220,20 @@ class ExternalAggregator(_Spiller):
 
     def items(self) -> Iterator[tuple]:
         """All merged ``(key, combiner)`` entries; consumes the aggregator."""
+        # plain iterators where possible: a generator here costs a frame switch per entry
         if self._cols:
             self._compact()
             k, v = self._cols[0]
             self._cols = []
-            yield from zip(k.tolist(), v.tolist())
-            return
+            return zip(k.tolist(), v.tolist())
         if not self.runs:
-            yield from self.map.items()
-            self.map = {}
-            return
+            m, self.map = self.map, {}
+            return iter(m.items())
         mem = sorted(self.map.items(), key=lambda kv: hash(kv[0]))
         self.map = {}
         streams = [_read_run(p) for p in self.runs] + [iter(mem)]
         self.runs = []
-        yield from self._merge(streams)
+        return self._merge(streams)
 
     def _merge(self, streams: list) -> Iterator:
         """Merge hash-sorted streams, combining equal keys; output is hash-sorted too."""
