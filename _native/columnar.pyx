@@ -12,6 +12,8 @@ reference twin.
   instead of Python loops over the list.
 * ``combine_into(combined, records, create, merge, add)``: the map-side combine / reduce-side
   merge loop of ``combineByKey`` over a list of pairs into a dict, in C.
+* ``count_into(index, records, start, sums)``: the same for ``add`` over exact int values, with
+  the sums in an int64 array (one dict operation per record, no int objects).
 """
 import numpy as np
 from libc.stdint cimport int64_t, uint64_t
@@ -220,4 +222,52 @@ def combine_into(dict combined, list records, object create, object merge, bint 
             combined[k] = <object>cur + v
         else:
             combined[k] = merge(<object>cur, v)
+    return n
+
+
+cdef extern from "Python.h":
+    PyObject* PyDict_SetDefault(object, object, object) except NULL
+
+cdef extern from *:
+    bint __builtin_add_overflow(int64_t, int64_t, int64_t *) nogil
+
+
+def count_into(dict index, list records, Py_ssize_t start, int64_t[::1] sums):
+    """``reduceByKey(add)`` of ``(key, int)`` tuples from ``records[start:]``: ``index`` maps
+    each key to its slot in ``sums`` (slots in first-occurrence order). Returns how far it
+    got: it stops before a record that is not an exact tuple of two with an exact int value,
+    whose sum would leave int64, or that needs a slot when ``sums`` is full."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(records), i, slot, used = len(index)
+    cdef Py_ssize_t cap = sums.shape[0]
+    cdef int overflow = 0
+    cdef long long v
+    cdef int64_t total
+    cdef object rec, k, fresh, val
+    cdef PyObject* got
+    for i in range(start, n):
+        rec = <object>PyList_GET_ITEM(records, i)
+        if not PyTuple_CheckExact(rec) or PyTuple_GET_SIZE(rec) != 2:
+            return i
+        val = <object>PyTuple_GET_ITEM(rec, 1)
+        if not PyLong_CheckExact(val):
+            return i
+        v = PyLong_AsLongLongAndOverflow(val, &overflow)
+        if overflow:
+            return i
+        k = <object>PyTuple_GET_ITEM(rec, 0)
+        if used == cap:
+            got = PyDict_GetItemWithError(index, k)
+            if got == NULL:
+                return i  # a new key and no room: the caller grows ``sums``
+        else:
+            fresh = used
+            got = PyDict_SetDefault(index, k, fresh)
+        slot = <Py_ssize_t>(<object>got)
+        if slot == used:
+            sums[slot] = v
+            used += 1
+        else:
+            if __builtin_add_overflow(sums[slot], <int64_t>v, &total):
+                return i
+            sums[slot] = total
     return n

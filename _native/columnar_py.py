@@ -126,3 +126,36 @@ def combine_into(combined: dict, records: list, create: Any, merge: Any, add: bo
         else:
             combined[k] = merge(cur, v)
     return len(records)
+
+
+def count_into(index: dict, records: list, start: int, sums: np.ndarray) -> int:
+    """``reduceByKey(add)`` of ``(key, int)`` tuples from ``records[start:]`` into ``sums``.
+
+    ``index`` maps each key to its slot in ``sums`` (first-occurrence order). Returns the
+    position of the first record not consumed: not an exact tuple of two, a value that is not
+    an exact int within int64, a sum that would leave int64, or a new key when ``sums`` is full.
+
+    >>> index, sums = {}, np.zeros(2, dtype=np.int64)
+    >>> count_into(index, [("a", 1), ("b", 2), ("a", 3), ("c", 1)], 0, sums), index, sums.tolist()
+    (3, {'a': 0, 'b': 1}, [4, 2])
+    """
+    lo, hi = _INT64
+    for i in range(start, len(records)):
+        rec = records[i]
+        if type(rec) is not tuple or len(rec) != 2:
+            return i
+        k, v = rec
+        if type(v) is not int or not lo <= v <= hi:
+            return i
+        slot = index.get(k)
+        if slot is None:
+            if len(index) == len(sums):
+                return i
+            slot = index[k] = len(index)
+            sums[slot] = v
+        else:
+            total = int(sums[slot]) + v
+            if not lo <= total <= hi:
+                return i
+            sums[slot] = total
+    return len(records)

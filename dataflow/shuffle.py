@@ -284,6 +284,8 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
     record: Any = _MISSING
     entry = 0.0
     chunks = 0
+    if create is None and merge is operator.add:  # reduceByKey(add): sums in an int64 array
+        combined, it = _write_counted(it, part, out, budget)
     try:
         while True:
             chunk = list(islice(it, 1024))
@@ -311,6 +313,41 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
             raise _not_pair(record, "a by-key operation") from None
         raise
     _write_records(combined.items(), part, out)
+
+
+def _write_counted(it: Iterator, part: Partitioner, out: _BucketFiles,
+                   budget: int) -> tuple[dict, Iterator]:
+    """Sum int values per key with ``_native.columnar.count_into`` while the records allow it.
+
+    Returns the combined entries and the records not consumed yet (empty when all were), for
+    the general loop to go on from the first record the kernel could not take (a non-tuple
+    pair, a value that is not an int, an int64 overflow).
+    """
+    from .spill import estimate_entry_size
+    index: dict = {}
+    sums = np.empty(COLUMN_CHUNK, dtype=np.int64)
+    entry = 0.0
+    chunks = 0
+    while True:
+        chunk = list(islice(it, 1024))
+        if not chunk:
+            return dict(zip(index, sums[:len(index)].tolist())), iter(())
+        pos = 0
+        while pos < len(chunk):
+            pos = _columnar.count_into(index, chunk, pos, sums)
+            if pos == len(chunk):
+                break
+            if len(index) == len(sums):  # out of slots: grow, then go on
+                sums = np.concatenate([sums, np.empty_like(sums)])
+                continue
+            combined = dict(zip(index, sums[:len(index)].tolist()))
+            return combined, itertools.chain(chunk[pos:], it)
+        if chunks % 8 == 0:
+            entry = estimate_entry_size(list(zip(islice(index, 32), sums[:32].tolist())))
+        chunks += 1
+        if len(index) * entry > budget:  # emit partial sums, keep memory bounded
+            _write_records(zip(index, sums[:len(index)].tolist()), part, out)
+            index = {}
 
 
 def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> None:

@@ -162,3 +162,37 @@ def test_combine_into_matches_the_model(pure, recs, start):
 def test_combine_into_propagates_errors_of_merge(pure):
     with pytest.raises(TypeError):
         backend(pure).combine_into({"a": "x"}, [("a", 1)], None, None, True)
+
+
+count_records = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["a", "b", 1, 1.0, True, (2, "x")]),
+              st.one_of(st.integers(-3, 3), st.sampled_from([2 ** 62, -(2 ** 62), 2 ** 63 - 1]))),
+    st.tuples(st.just("a"), st.one_of(st.floats(allow_nan=False), st.just(2 ** 64), st.booleans())),
+    st.lists(st.integers(), min_size=2, max_size=2)), max_size=40)
+
+
+@PROPERTY
+@given(recs=count_records, cap=st.integers(1, 8), start=st.integers(0, 5))
+def test_count_into_compiled_equals_twin(recs, cap, start):
+    runs = []
+    for pure in (False, True):
+        index, sums = {}, np.zeros(cap, dtype=np.int64)
+        pos = backend(pure).count_into(index, recs, min(start, len(recs)), sums)
+        runs.append((pos, list(index.items()), sums[:len(index)].tolist()))
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("pure", BACKENDS)
+@PROPERTY
+@given(recs=count_records)
+def test_count_into_sums_like_python_until_it_stops(pure, recs):
+    index, sums = {}, np.zeros(64, dtype=np.int64)
+    pos = backend(pure).count_into(index, recs, 0, sums)
+    expect: dict = {}
+    for k, v in recs[:pos]:
+        expect[k] = expect[k] + v if k in expect else v
+    assert dict(zip(index, sums[:len(index)].tolist())) == expect and list(index) == list(expect)
+    if pos < len(recs):  # it stopped on a record it must not take
+        rec = recs[pos]
+        bad = type(rec) is not tuple or type(rec[1]) is not int or not -2 ** 63 <= rec[1] < 2 ** 63
+        assert bad or not -2 ** 63 <= expect.get(rec[0], 0) + rec[1] < 2 ** 63
