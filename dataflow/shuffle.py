@@ -4,7 +4,11 @@ A map task hands its records to :func:`write_map_output`. Records are partitione
 shuffle's partitioner and, when the shuffle has an aggregator, combined map-side first. Pairs of
 plain ints (keys) and ints/floats (values) are combined in columnar batches by the
 ``_native.shuffle`` kernels when the combine function is ``add``/``min``/``max``; anything else
-goes through a dict. Each bucket becomes one file of lz4-compressed frames (pickled record
+goes through a dict, merged by ``_native.columnar.combine_into`` (``count_into`` for ``add``
+over ints). Without an aggregator (``groupByKey``, ``sortByKey``, ``partitionBy``, ``join``)
+chunks of such pairs still travel as columns when the partitioner can place a key column at
+once (:meth:`~dataflow.partitioner.Partitioner.ids`), for :mod:`dataflow.columnar` to sort,
+group or join on the reduce side. Each bucket becomes one file of lz4-compressed frames (pickled record
 batches, or NumPy key/value columns) under ``<work>/shuffle/<shuffle>/<map>.<attempt>/``; the
 directory is written under a temporary name and renamed, so a reader never sees half an output.
 
