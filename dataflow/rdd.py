@@ -347,9 +347,8 @@ class RDD(Actions, PairOps):
         def part(split: int, it: Iterator) -> Iterator:
             rng = random.Random(base * 1000003 + split)
             if not withReplacement:
-                # the same draws as ``x for x in it if rng.random() < fraction``, in C
-                return itertools.compress(it, map(float(fraction).__gt__,
-                                                  iter(rng.random, None)))
+                # the draws of ``x for x in it if rng.random() < fraction``, in C
+                return itertools.compress(it, map(float(fraction).__gt__, iter(rng.random, None)))
             import numpy as np
             gen = np.random.default_rng(base * 1000003 + split)
             return (x for x in it for _ in range(int(gen.poisson(fraction))))
@@ -473,8 +472,7 @@ class ZippedRDD(RDD):
 
 
 class HashJoinedRDD(RDD):
-    """``join`` of two RDDs shuffled by the same partitioner: partition ``i`` joins the ``i``-th
-    reduce partitions of both shuffles (no cogroup lists, no tagging of values)."""
+    """``join`` of two RDDs shuffled alike: partition ``i`` joins both ``i``-th partitions."""
 
     def __init__(self, a: RDD, b: RDD) -> None:
         super().__init__(a.ctx, a.getNumPartitions(), [NarrowDependency(a), NarrowDependency(b)],
