@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import copy
+from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import product
 from typing import Any
@@ -262,10 +263,7 @@ class PairOps:
         n = self._n(numPartitions)
         if n == 1:
             return self._shuffle(HashPartitioner(1), sort_key=keyfunc, ascending=ascending)
-        size = self.count()  # type: ignore[attr-defined]
-        fraction = min(n * 20.0 / max(size, 1), 1.0)
-        samples = sorted(self.sample(False, fraction, 1).map(lambda kv: keyfunc(kv[0])).collect())  # type: ignore[attr-defined]
-        bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(n - 1)] if samples else []
+        bounds = _range_bounds(self._per_partition(_key_sketch), n, keyfunc)  # type: ignore[attr-defined]
         return self._shuffle(RangePartitioner(bounds, ascending, keyfunc), sort_key=keyfunc,
                              ascending=ascending)
 
@@ -423,3 +421,54 @@ def _cogroup(rdds: list, numPartitions: int | None) -> Any:
     agg = cogroup_aggregator(len(rdds))
     grouped = tagged._combine(agg, numPartitions, portable_hash, False)
     return grouped.mapValues(lambda c: tuple(ResultIterable(x) for x in c))
+
+
+#: Keys kept per partition to choose the bounds of ``sortByKey`` (PySpark samples 20 a partition).
+SKETCH_KEYS = 60
+
+
+def _key_sketch(it: Iterator) -> tuple[int, list]:
+    """``(count, up to SKETCH_KEYS keys drawn uniformly)`` of one partition, in one pass.
+
+    Reservoir sampling with geometric skips (Li's algorithm L): the skipped records are
+    consumed in C, so the pass costs about what ``count()`` does, and ``sortByKey`` needs one
+    job before its shuffle instead of a count and a sample.
+    """
+    import math
+    import random
+    from itertools import count, islice
+    counter = count()
+    pairs = zip(it, counter)  # ``counter`` ends one past the last record consumed
+    sample = [kv[0] for kv, _ in islice(pairs, SKETCH_KEYS)]
+    if len(sample) < SKETCH_KEYS:
+        return len(sample), sample
+    rng = random.Random(len(sample))  # fixed: the same data gives the same bounds
+    w = math.exp(math.log(1.0 - rng.random()) / SKETCH_KEYS)
+    while w < 1.0:
+        skip = int(math.log(1.0 - rng.random()) / math.log(1.0 - w))
+        nxt = next(islice(pairs, skip, None), None)
+        if nxt is None:
+            break
+        sample[rng.randrange(SKETCH_KEYS)] = nxt[0][0]
+        w *= math.exp(math.log(1.0 - rng.random()) / SKETCH_KEYS)
+    else:  # w rounded to 1: no more replacements; just count the rest
+        deque(pairs, maxlen=0)
+    return next(counter), sample
+
+
+def _range_bounds(sketches: list, n: int, keyfunc: Callable) -> list:
+    """``n - 1`` bounds splitting the sampled keys into parts of equal weight (each sampled key
+    stands for ``count / len(sample)`` records of its partition)."""
+    weighted = [(keyfunc(k), c / len(keys)) for c, keys in sketches if keys for k in keys]
+    if not weighted:
+        return []
+    weighted.sort(key=lambda kw: kw[0])
+    total = sum(w for _, w in weighted)
+    bounds, acc, i = [], 0.0, 0
+    for j in range(1, n):
+        target = total * j / n
+        while i < len(weighted) - 1 and acc + weighted[i][1] <= target:
+            acc += weighted[i][1]
+            i += 1
+        bounds.append(weighted[i][0])
+    return bounds
