@@ -30,7 +30,9 @@ a one-partition bag (the only form it offers). Dask runs on the multiprocessing 
 with a persistent pool of 2 processes (the counterpart of ``local[2]``). PySpark runs the RDD
 API with ``SparkContext("local[2]")``.
 
-Times are wall seconds, the median of ``--repeat`` runs. Peers that are not installed (or
+Times are wall seconds, the median of ``--repeat`` runs; the table also gives the CPU seconds
+(user + system) of the benchmark process and all its descendants during each workload, which
+moves less than wall time when other work shares the machine. Peers that are not installed (or
 PySpark without a JVM) are reported as unavailable, not fatal. ``--install`` first runs
 ``pip install pyspark 'dask[bag]'`` (also available as the ``bench`` extra of the package).
 
@@ -332,6 +334,24 @@ class Dask:
 SYSTEMS = {"offerpool": Offerpool, "pyspark": PySpark, "dask": Dask}
 
 
+# ----------------------------------------------------------------------------- cpu time
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and all its live descendants (the executors,
+    the JVM and its Python workers, the Dask pool): on a shared machine CPU time is steadier
+    than wall time."""
+    import psutil
+    total = 0.0
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue  # ended in between
+        total += t.user + t.system + (t.children_user + t.children_system if p is me else 0.0)
+    return total
+
+
 # ----------------------------------------------------------------------------- availability
 
 def java_version() -> str | None:
@@ -443,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # results[peer][row] = (seconds or None, status); rows: "start", "tiny", W1..W6
     results: dict[str, dict[str, tuple[float | None, str]]] = {}
+    cpu: dict[str, dict[str, float]] = {p: {} for p in peers}
     for peer in peers:
         res: dict[str, tuple[float | None, str]] = {}
         results[peer] = res
@@ -463,8 +484,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{peer}] start-up {res['start'][0]:.3f} s, tiny job median "
                   f"{res['tiny'][0] * 1e3:.1f} ms", flush=True)
             for w in workloads:
-                times, ok, status = [], True, ""
+                times, cpus, ok, status = [], [], True, ""
                 for _ in range(args.repeat):
+                    c = cpu_seconds()
                     t = time.perf_counter()
                     try:
                         got = system.run(w)
@@ -476,13 +498,16 @@ def main(argv: list[str] | None = None) -> int:
                         status = "n/a"
                         break
                     times.append(dt)
+                    cpus.append(cpu_seconds() - c)
                     ok = ok and check(w, got)
                     del got
                 if times:
                     res[w] = (statistics.median(times), "ok" if ok else "WRONG")
+                    cpu[peer][w] = statistics.median(cpus)
                 else:
                     res[w] = (None, status)
-                shown = f"{res[w][0]:.2f} s" if res[w][0] is not None else ""
+                shown = (f"{res[w][0]:.2f} s (cpu {cpu[peer][w]:.2f} s)"
+                         if res[w][0] is not None else "")
                 print(f"[{peer}] {w} {shown} {res[w][1]}", flush=True)
         finally:
             system.stop()
@@ -491,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("start", "Context start-up (s)")] + [("tiny", "tiny job, warm, median (ms)")]
     rows += [(w, DESCRIPTIONS[w](sz)) for w in workloads]
     header = ["workload", "offerpool local[2] s", "PySpark s", "Dask s",
+              "CPU s offerpool / PySpark / Dask",
               "PySpark/offerpool", "Dask/offerpool", "check"]
     table = []
     for key, label in rows:
@@ -518,10 +544,12 @@ def main(argv: list[str] | None = None) -> int:
             check_s = "-"
         else:
             check_s = "; ".join(checks) if checks else "ok"
-        table.append([label, cell("offerpool"), cell("pyspark"), cell("dask"),
+        cpus = " / ".join(f"{cpu[p][key]:.1f}" if key in cpu.get(p, {}) else "-"
+                          for p in ALL_PEERS)
+        table.append([label, cell("offerpool"), cell("pyspark"), cell("dask"), cpus,
                       ratio("pyspark"), ratio("dask"), check_s])
     print("| " + " | ".join(header) + " |")
-    print("|" + "|".join([" --- "] + [" ---: "] * 5 + [" --- "]) + "|")
+    print("|" + "|".join([" --- "] + [" ---: "] * 6 + [" --- "]) + "|")
     for r in table:
         print("| " + " | ".join(r) + " |")
     bad = any(results[p].get(w, (0, "ok"))[1] == "WRONG" for p in peers for w in workloads)

@@ -40,7 +40,7 @@ import substrate
 from .errors import DataflowError
 from .remote_fetch import RemoteBlockFetcher, make_location
 from .serialize import loads
-from .tasks import DEFAULT_MEMORY, ExecutorEnv, run_task
+from .tasks import DEFAULT_MEMORY, ExecutorEnv, run_task, tune_gc
 
 log = logging.getLogger("dataflow.executor")
 
@@ -211,6 +211,7 @@ class DataflowExecutor(substrate.Executor):
 def main() -> int:
     """Entry point of the executor process."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    tune_gc()
     secret = bytes.fromhex(os.environ.get(ENV_SECRET, ""))
     if not secret:
         print("dataflow.executor: DATAFLOW_SECRET is not set", file=sys.stderr)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import glob as _glob
 import gzip
+import itertools
 import os
 import shutil
 import subprocess
@@ -65,24 +66,62 @@ def list_files(path: str) -> list[str]:
     return [os.path.abspath(f) for f in files]
 
 
+#: Bytes read at once by :func:`read_text_split` (whole lines are split and decoded per block).
+TEXT_BLOCK = 1 << 20
+
+
 def read_text_split(desc: tuple) -> Iterator:
     """Lines starting in ``(start, end]`` (or at 0) of one split ``(path, start, end, unicode)``.
 
     A split skips the line it starts inside (or exactly at) unless it starts at 0, and reads every
     line that starts at or before ``end``, so neighbouring splits share no line and lose none.
-    ``end < 0`` means the whole file.
+    ``end < 0`` means the whole file. Lines end at ``\n``; a ``\r`` before it (or at the end
+    of the file) is dropped too.
     """
     path, start, end, use_unicode = desc
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
+    if path.endswith(".gz"):
+        return _read_lines_gzip(path, use_unicode)
+    # blocks of whole lines are split and decoded at once, and chained in C: no Python frame
+    # per line
+    return itertools.chain.from_iterable(_line_blocks(path, start, end, use_unicode))
+
+
+def _line_blocks(path: str, start: int, end: int, use_unicode: bool) -> Iterator[list]:
+    with open(path, "rb") as f:
         pos = 0
         if start > 0:
             f.seek(start)
             pos = start + len(f.readline())
+        while end < 0 or pos <= end:
+            block = f.read(TEXT_BLOCK)
+            if not block:
+                return
+            if block[-1:] != b"\n":
+                block += f.readline()  # complete the last line
+            last = end >= 0 and pos + len(block) - 1 > end
+            if last:  # keep the lines that start at or before ``end``
+                cut = block.find(b"\n", end - pos)
+                block = block[:cut + 1] if cut >= 0 else block
+            pos += len(block)
+            yield _split_lines(block, use_unicode)
+            if last:
+                return
+
+
+def _split_lines(block: bytes, use_unicode: bool) -> list:
+    text: Any = block.decode("utf-8") if use_unicode else block
+    nl, cr = ("\n", "\r") if use_unicode else (b"\n", b"\r")
+    lines = text.split(nl)
+    if lines[-1] == text[:0]:  # the block ended with a newline
+        lines.pop()
+    if cr in text:
+        lines = [x[:-1] if x.endswith(cr) else x for x in lines]
+    return lines
+
+
+def _read_lines_gzip(path: str, use_unicode: bool) -> Iterator:
+    with gzip.open(path, "rb") as f:
         for line in f:
-            if end >= 0 and pos > end:
-                break
-            pos += len(line)
             if line[-1:] == b"\n":
                 line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
             elif line[-1:] == b"\r":

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import copy
+from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import product
 from typing import Any
@@ -262,10 +263,7 @@ class PairOps:
         n = self._n(numPartitions)
         if n == 1:
             return self._shuffle(HashPartitioner(1), sort_key=keyfunc, ascending=ascending)
-        size = self.count()  # type: ignore[attr-defined]
-        fraction = min(n * 20.0 / max(size, 1), 1.0)
-        samples = sorted(self.sample(False, fraction, 1).map(lambda kv: keyfunc(kv[0])).collect())  # type: ignore[attr-defined]
-        bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(n - 1)] if samples else []
+        bounds = _range_bounds(self._per_partition(_key_sketch), n, keyfunc)  # type: ignore[attr-defined]
         return self._shuffle(RangePartitioner(bounds, ascending, keyfunc), sort_key=keyfunc,
                              ascending=ascending)
 
@@ -342,9 +340,22 @@ class PairOps:
         return _cogroup([self, other, *others], None)
 
     def join(self, other: Any, numPartitions: int | None = None) -> Any:
-        """Inner join: ``(k, (v, w))`` for every pair of matching values."""
-        return self.cogroup(other, numPartitions).flatMapValues(
-            lambda vw: product(vw[0], vw[1]))
+        """Inner join: ``(k, (v, w))`` for every pair of matching values.
+
+        Both sides are shuffled by the same partitioner and each reduce partition is
+        hash-joined (on int keys by the ``_native.columnar`` kernel).
+
+        >>> from dataflow import Context
+        >>> ctx = Context("inline")
+        >>> a = ctx.parallelize([(1, "a"), (2, "b"), (1, "c")])
+        >>> sorted(a.join(ctx.parallelize([(1, 10), (3, 30)])).collect())
+        [(1, ('a', 10)), (1, ('c', 10))]
+        """
+        from .rdd import HashJoinedRDD
+        # PySpark's default: as many partitions as both sides together
+        n = numPartitions or max(1, self.getNumPartitions() + other.getNumPartitions())  # type: ignore[attr-defined]
+        part = HashPartitioner(n)
+        return HashJoinedRDD(self._shuffle(part), other._shuffle(part))
 
     def leftOuterJoin(self, other: Any, numPartitions: int | None = None) -> Any:
         """``(k, (v, w))``, with ``w = None`` when ``other`` lacks ``k``.
@@ -381,11 +392,8 @@ class PairOps:
         return values.collect()
 
 
-def _cogroup(rdds: list, numPartitions: int | None) -> Any:
-    width = len(rdds)
-
-    def tag(i: int) -> Callable:
-        return lambda kv: (kv[0], (i, kv[1]))
+def cogroup_aggregator(width: int) -> Aggregator:
+    """Combines ``(side, value)`` records into one list of values per side."""
 
     def create(tv: tuple) -> list:
         c: list = [[] for _ in range(width)]
@@ -401,8 +409,66 @@ def _cogroup(rdds: list, numPartitions: int | None) -> Any:
             x.extend(y)
         return a
 
+    return Aggregator(create, merge_value, merge_combiners)
+
+
+def _cogroup(rdds: list, numPartitions: int | None) -> Any:
+    def tag(i: int) -> Callable:
+        return lambda kv: (kv[0], (i, kv[1]))
+
     ctx = rdds[0].ctx
     tagged = ctx.union([r.map(tag(i)) for i, r in enumerate(rdds)])
-    agg = Aggregator(create, merge_value, merge_combiners)
+    agg = cogroup_aggregator(len(rdds))
     grouped = tagged._combine(agg, numPartitions, portable_hash, False)
     return grouped.mapValues(lambda c: tuple(ResultIterable(x) for x in c))
+
+
+#: Keys kept per partition to choose the bounds of ``sortByKey`` (PySpark samples 20 a partition).
+SKETCH_KEYS = 60
+
+
+def _key_sketch(it: Iterator) -> tuple[int, list]:
+    """``(count, up to SKETCH_KEYS keys drawn uniformly)`` of one partition, in one pass.
+
+    Reservoir sampling with geometric skips (Li's algorithm L): the skipped records are
+    consumed in C, so the pass costs about what ``count()`` does, and ``sortByKey`` needs one
+    job before its shuffle instead of a count and a sample.
+    """
+    import math
+    import random
+    from itertools import count, islice
+    counter = count()
+    pairs = zip(it, counter)  # ``counter`` ends one past the last record consumed
+    sample = [kv[0] for kv, _ in islice(pairs, SKETCH_KEYS)]
+    if len(sample) < SKETCH_KEYS:
+        return len(sample), sample
+    rng = random.Random(len(sample))  # fixed: the same data gives the same bounds
+    w = math.exp(math.log(1.0 - rng.random()) / SKETCH_KEYS)
+    while w < 1.0:
+        skip = int(math.log(1.0 - rng.random()) / math.log(1.0 - w))
+        nxt = next(islice(pairs, skip, None), None)
+        if nxt is None:
+            break
+        sample[rng.randrange(SKETCH_KEYS)] = nxt[0][0]
+        w *= math.exp(math.log(1.0 - rng.random()) / SKETCH_KEYS)
+    else:  # w rounded to 1: no more replacements; just count the rest
+        deque(pairs, maxlen=0)
+    return next(counter), sample
+
+
+def _range_bounds(sketches: list, n: int, keyfunc: Callable) -> list:
+    """``n - 1`` bounds splitting the sampled keys into parts of equal weight (each sampled key
+    stands for ``count / len(sample)`` records of its partition)."""
+    weighted = [(keyfunc(k), c / len(keys)) for c, keys in sketches if keys for k in keys]
+    if not weighted:
+        return []
+    weighted.sort(key=lambda kw: kw[0])
+    total = sum(w for _, w in weighted)
+    bounds, acc, i = [], 0.0, 0
+    for j in range(1, n):
+        target = total * j / n
+        while i < len(weighted) - 1 and acc + weighted[i][1] <= target:
+            acc += weighted[i][1]
+            i += 1
+        bounds.append(weighted[i][0])
+    return bounds

@@ -27,6 +27,8 @@ import numpy as np
 
 from _native import load as _load_kernel
 
+from .spill import identity as _spill_identity
+
 try:
     _hashing = _load_kernel("hashing")
 except ImportError:  # pragma: no cover - only while _native.hashing is being written
@@ -89,6 +91,10 @@ class Partitioner:
     def __call__(self, key: Any) -> int:
         raise NotImplementedError
 
+    def ids(self, keys: np.ndarray) -> np.ndarray | None:
+        """Partition ids of an int64 key column, or None when only ``__call__`` knows them."""
+        return None
+
 
 class HashPartitioner(Partitioner):
     """``func(key) % num_partitions``; ``func`` defaults to :func:`portable_hash`."""
@@ -106,6 +112,9 @@ class HashPartitioner(Partitioner):
 
     def __call__(self, key: Any) -> int:
         return self.func(key) % self.num_partitions
+
+    def ids(self, keys: np.ndarray) -> np.ndarray | None:
+        return partition_ids(keys, self.num_partitions) if self.is_portable else None
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, HashPartitioner) and other.num_partitions == self.num_partitions
@@ -130,6 +139,17 @@ class RangePartitioner(Partitioner):
 
     def __call__(self, key: Any) -> int:
         p = bisect.bisect_left(self.bounds, self.keyfunc(key))
+        return p if self.ascending else self.num_partitions - 1 - p
+
+    def ids(self, keys: np.ndarray) -> np.ndarray | None:
+        # the same answer as bisect_left only when keys and bounds are all plain ints
+        if self.keyfunc not in (_identity, _spill_identity) or any(type(b) is not int for b in self.bounds):
+            return None
+        try:
+            bounds = np.array(self.bounds, dtype=np.int64)
+        except OverflowError:
+            return None
+        p = np.searchsorted(bounds, keys, side="left").astype(np.int64)
         return p if self.ascending else self.num_partitions - 1 - p
 
     def __repr__(self) -> str:

@@ -157,6 +157,16 @@ def _zip_strict(a: Iterator, b: Iterator) -> Iterator:
         raise ValueError("Can only zip RDDs with the same number of elements in each partition")
 
 
+class HashJoinNode(Node):
+    """Inner join of the same reduce partition of two shuffles by the same partitioner."""
+
+    def __init__(self, left: Node, right: Node) -> None:
+        self.children = [left, right]
+
+    def compute(self, split: int, tc: Any) -> Iterator:
+        return tc.join_shuffles(self.children[0], self.children[1], split)
+
+
 class ShuffledNode(Node):
     """Reads one reduce partition of a shuffle and merges it (aggregate, sort or plain)."""
 

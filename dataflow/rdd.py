@@ -19,6 +19,7 @@ Examples
 """
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, pairwise
@@ -346,7 +347,8 @@ class RDD(Actions, PairOps):
         def part(split: int, it: Iterator) -> Iterator:
             rng = random.Random(base * 1000003 + split)
             if not withReplacement:
-                return (x for x in it if rng.random() < fraction)
+                # the draws of ``x for x in it if rng.random() < fraction``, in C
+                return itertools.compress(it, map(float(fraction).__gt__, iter(rng.random, None)))
             import numpy as np
             gen = np.random.default_rng(base * 1000003 + split)
             return (x for x in it for _ in range(int(gen.poisson(fraction))))
@@ -467,6 +469,18 @@ class ZippedRDD(RDD):
 
     def _compute_node(self) -> plan.Node:
         return plan.ZipNode(self._a._node(), self._b._node())
+
+
+class HashJoinedRDD(RDD):
+    """``join`` of two RDDs shuffled alike: partition ``i`` joins both ``i``-th partitions."""
+
+    def __init__(self, a: RDD, b: RDD) -> None:
+        super().__init__(a.ctx, a.getNumPartitions(), [NarrowDependency(a), NarrowDependency(b)],
+                         a.partitioner)
+        self._a, self._b = a, b
+
+    def _compute_node(self) -> plan.Node:
+        return plan.HashJoinNode(self._a._node(), self._b._node())
 
 
 class ShuffledRDD(RDD):

@@ -4,7 +4,11 @@ A map task hands its records to :func:`write_map_output`. Records are partitione
 shuffle's partitioner and, when the shuffle has an aggregator, combined map-side first. Pairs of
 plain ints (keys) and ints/floats (values) are combined in columnar batches by the
 ``_native.shuffle`` kernels when the combine function is ``add``/``min``/``max``; anything else
-goes through a dict. Each bucket becomes one file of lz4-compressed frames (pickled record
+goes through a dict, merged by ``_native.columnar.combine_into`` (``count_into`` for ``add``
+over ints). Without an aggregator (``groupByKey``, ``sortByKey``, ``partitionBy``, ``join``)
+chunks of such pairs still travel as columns when the partitioner can place a key column at
+once (:meth:`~dataflow.partitioner.Partitioner.ids`), for :mod:`dataflow.columnar` to sort,
+group or join on the reduce side. Each bucket becomes one file of lz4-compressed frames (pickled record
 batches, or NumPy key/value columns) under ``<work>/shuffle/<shuffle>/<map>.<attempt>/``; the
 directory is written under a temporary name and renamed, so a reader never sees half an output.
 
@@ -45,6 +49,7 @@ from .errors import FetchFailedError, NotPairError
 from .partitioner import HashPartitioner, Partitioner, partition_ids, partition_ids_any
 
 _kernels = _load_kernel("shuffle")
+_columnar = _load_kernel("columnar")
 
 FRAME_RECORDS = 1024
 COLUMN_CHUNK = 65536
@@ -174,27 +179,14 @@ def _not_pair(record: Any, what: str) -> NotPairError:
 
 def _columns(chunk: list, op: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     """Columns for a chunk of plain (int, int|float) pairs, or None if it does not fit."""
-    try:  # list comprehensions: far cheaper than zip(*chunk) on long chunks
-        ks = [k for k, _ in chunk]
-        vs = [v for _, v in chunk]
-    except (TypeError, ValueError):
+    cols = _columnar.pair_columns(chunk)
+    if cols is None or not len(cols[0]):
         return None
-    if set(map(type, ks)) != {int}:
-        return None
-    vt = set(map(type, vs))
-    try:
-        k = np.array(ks, dtype=np.int64)
-        if vt == {int}:
-            v = np.array(vs, dtype=np.int64)
-            if op == "add" and len(v) * max(int(v.max()), -int(v.min())) >= _INT64_LIMIT:
-                return None
-        elif vt == {float}:
-            v = np.array(vs, dtype=np.float64)
-            if op != "add" and np.isnan(v).any():
-                return None
-        else:
+    k, v = cols
+    if v.dtype == np.int64:
+        if op == "add" and len(v) * max(int(v.max()), -int(v.min())) >= _INT64_LIMIT:
             return None
-    except OverflowError:
+    elif op is not None and op != "add" and np.isnan(v).any():
         return None
     return k, v
 
@@ -230,8 +222,10 @@ def write_map_output(spec: ShuffleWriteSpec, records: Iterable, shuffle_root: st
     return MapStatus(spec.shuffle_id, map_id, attempt, location, sizes), out.bytes_written
 
 
-def _flush_columns(keys: np.ndarray, vals: np.ndarray, n: int, out: _BucketFiles) -> None:
-    pids = partition_ids(keys, n)
+def _flush_columns(keys: np.ndarray, vals: np.ndarray, n: int, out: _BucketFiles,
+                   pids: np.ndarray | None = None) -> None:
+    if pids is None:
+        pids = partition_ids(keys, n)
     order, offsets = _kernels.bucket_order(pids, n)
     keys, vals = keys[order], vals[order]
     for b in range(n):
@@ -289,70 +283,125 @@ def _write_combined(it: Iterator, agg: Aggregator, part: Partitioner, out: _Buck
                     budget: int) -> None:
     from .spill import estimate_entry_size
     combined: dict = {}
-    create, merge = agg.create_combiner, agg.merge_value
-    missing = _MISSING
-    record: Any = None
+    create = None if agg.create_combiner is _identity else agg.create_combiner
+    merge = agg.merge_value
+    record: Any = _MISSING
+    entry = 0.0
+    chunks = 0
+    if create is None and merge is operator.add:  # reduceByKey(add): sums in an int64 array
+        combined, it = _write_counted(it, part, out, budget)
     try:
         while True:
             chunk = list(islice(it, 1024))
             if not chunk:
                 break
-            get = combined.get
-            if create is _identity:  # reduceByKey: skip a call per new key
-                for record in chunk:
-                    k, v = record
-                    c = get(k, missing)
-                    combined[k] = v if c is missing else merge(c, v)
-            else:
-                for record in chunk:
-                    k, v = record
-                    c = get(k, missing)
-                    combined[k] = create(v) if c is missing else merge(c, v)
-            entry = estimate_entry_size(list(islice(combined.items(), 32)))
+            # the loop runs in C up to the first record that is not a tuple of two
+            used = _columnar.combine_into(combined, chunk, create, merge, merge is operator.add)
+            for record in itertools.islice(chunk, used, None):
+                k, v = record
+                c = combined.get(k, _MISSING)
+                if c is _MISSING:
+                    combined[k] = v if create is None else create(v)
+                else:
+                    combined[k] = merge(c, v)
+            record = _MISSING
+            if chunks % 8 == 0:  # the estimate pickles a sample: not on every chunk
+                entry = estimate_entry_size(list(islice(combined.items(), 32)))
+            chunks += 1
             if len(combined) * entry > budget:  # emit partial combiners, keep memory bounded
                 _write_records(combined.items(), part, out)
                 combined = {}
     except (TypeError, ValueError):
-        if not (isinstance(record, (tuple, list)) and len(record) == 2):
+        # _MISSING: the error came from the user's function on a proper pair
+        if record is not _MISSING and not (isinstance(record, (tuple, list)) and len(record) == 2):
             raise _not_pair(record, "a by-key operation") from None
         raise
     _write_records(combined.items(), part, out)
 
 
+def _write_counted(it: Iterator, part: Partitioner, out: _BucketFiles,
+                   budget: int) -> tuple[dict, Iterator]:
+    """Sum int values per key with ``_native.columnar.count_into`` while the records allow it.
+
+    Returns the combined entries and the records not consumed yet (empty when all were), for
+    the general loop to go on from the first record the kernel could not take (a non-tuple
+    pair, a value that is not an int, an int64 overflow).
+    """
+    from .spill import estimate_entry_size
+    index: dict = {}
+    sums = np.empty(COLUMN_CHUNK, dtype=np.int64)
+    entry = 0.0
+    chunks = 0
+    while True:
+        chunk = list(islice(it, 1024))
+        if not chunk:
+            return dict(zip(index, sums[:len(index)].tolist())), iter(())
+        pos = 0
+        while pos < len(chunk):
+            pos = _columnar.count_into(index, chunk, pos, sums)
+            if pos == len(chunk):
+                break
+            if len(index) == len(sums):  # out of slots: grow, then go on
+                sums = np.concatenate([sums, np.empty_like(sums)])
+                continue
+            combined = dict(zip(index, sums[:len(index)].tolist()))
+            return combined, itertools.chain(chunk[pos:], it)
+        if chunks % 8 == 0:
+            entry = estimate_entry_size(list(zip(islice(index, 32), sums[:32].tolist())))
+        chunks += 1
+        if len(index) * entry > budget:  # emit partial sums, keep memory bounded
+            _write_records(zip(index, sums[:len(index)].tolist()), part, out)
+            index = {}
+
+
 def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> None:
     """Write pairs to their buckets; ids come from the batch kernel for the portable hash."""
     portable = isinstance(part, HashPartitioner) and part.is_portable
+    n = part.num_partitions
     it = iter(items)
-    bufs: dict[int, list] = {}
+    bufs: list[list] = [[] for _ in range(n)]
     while True:
         chunk = list(islice(it, 4 * FRAME_RECORDS))
         if not chunk:
             break
         keys = [k for k, _v in chunk]  # also rejects records that are not pairs
-        if portable:
-            pids = partition_ids_any(keys, part.num_partitions)
-        else:
-            pids = [part(k) for k in keys]
-        for b, kv in zip(pids, chunk):
-            buf = bufs.get(b)
-            if buf is None:
-                buf = bufs[b] = []
-            buf.append(kv)
-            if len(buf) >= FRAME_RECORDS:
-                out.write(b, encode_frame(buf))
-                bufs[b] = []
-    for b, buf in bufs.items():
+        pids = partition_ids_any(keys, n) if portable else [part(k) for k in keys]
+        # a stable counting sort by bucket, then whole slices per bucket (no loop per record)
+        order, offsets = _kernels.bucket_order(np.asarray(pids, dtype=np.int64), n)
+        ordered = list(map(chunk.__getitem__, order.tolist()))
+        bounds = offsets.tolist()
+        for b in range(n):
+            lo, hi = bounds[b], bounds[b + 1]
+            if hi > lo:
+                buf = bufs[b]
+                buf.extend(ordered[lo:hi])
+                if len(buf) >= FRAME_RECORDS:
+                    out.write(b, encode_frame(buf))
+                    bufs[b] = []
+    for b, buf in enumerate(bufs):
         if buf:
             out.write(b, encode_frame(buf))
 
 
 def _write_plain(it: Iterator, part: Partitioner, out: _BucketFiles, budget: int) -> None:
+    # chunks of plain (int, int|float) pairs go as columns when the partitioner can place a
+    # whole key column at once; any other chunk goes as pickled records (frames of both kinds
+    # may share a bucket, in order)
+    columnar = part.ids(np.zeros(1, dtype=np.int64)) is not None
+    size = small = FRAME_RECORDS * 4  # big chunks only while records are small and plain
+    chunk: list = []
     try:
         while True:
-            chunk = list(islice(it, FRAME_RECORDS * 4))
+            chunk = list(islice(it, size))
             if not chunk:
                 break
-            _write_records(chunk, part, out)
+            cols = _columns(chunk, None) if columnar else None
+            if cols is None:
+                _write_records(chunk, part, out)
+                size = small
+            else:
+                _flush_columns(cols[0], cols[1], part.num_partitions, out, part.ids(cols[0]))
+                size = COLUMN_CHUNK
     except (TypeError, ValueError):
         bad = [r for r in chunk if not (isinstance(r, (tuple, list)) and len(r) == 2)]
         if bad:

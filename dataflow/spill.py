@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import heapq
+import operator
 import os
 import pickle
 import tempfile
@@ -41,6 +42,7 @@ import numpy as np
 from _native import load as _load_kernel
 
 _kernels = _load_kernel("shuffle")
+_columnar = _load_kernel("columnar")
 
 #: Records per batch in a run file.
 RUN_BATCH = 2048
@@ -184,24 +186,32 @@ class ExternalAggregator(_Spiller):
     # -- dict path -----------------------------------------------------------------------
     def insert_combiners(self, records: Iterable) -> None:
         """Insert ``(key, combiner)`` records, merging equal keys with ``merge_combiners``."""
-        self._insert(records, self.agg.merge_combiners, lambda c: c)
+        self._insert(records, self.agg.merge_combiners, None)
 
     def insert_values(self, records: Iterable) -> None:
         """Insert ``(key, value)`` records, combining with ``create_combiner``/``merge_value``."""
         self._insert(records, self.agg.merge_value, self.agg.create_combiner)
 
-    def _insert(self, records: Iterable, merge: Callable, create: Callable) -> None:
+    def _insert(self, records: Iterable, merge: Callable, create: Callable | None) -> None:
         if self._cols:
             self._to_dict()
-        m = self.map
-        for k, v in records:
-            if k in m:
-                m[k] = merge(m[k], v)
-            else:
-                m[k] = create(v)
+        it = iter(records)
+        add = merge is operator.add
+        while True:
+            # the merge loop runs in C over a batch; the budget is checked between batches
+            batch = list(islice(it, CHECK_EVERY))
+            if not batch:
+                return
+            m = self.map
+            used = _columnar.combine_into(m, batch, create, merge, add)
+            for k, v in islice(batch, used, None):  # pairs that are not tuples
+                if k in m:
+                    m[k] = merge(m[k], v)
+                else:
+                    m[k] = v if create is None else create(v)
+            self._since_check += 31  # re-estimate the entry size every 16 batches
             if self._over_budget(len(m), lambda m=m: list(islice(m.items(), 32))):
                 self._spill()
-                m = self.map
 
     def _spill(self) -> None:
         items = sorted(self.map.items(), key=lambda kv: hash(kv[0]))
@@ -210,21 +220,20 @@ class ExternalAggregator(_Spiller):
 
     def items(self) -> Iterator[tuple]:
         """All merged ``(key, combiner)`` entries; consumes the aggregator."""
+        # plain iterators where possible: a generator here costs a frame switch per entry
         if self._cols:
             self._compact()
             k, v = self._cols[0]
             self._cols = []
-            yield from zip(k.tolist(), v.tolist())
-            return
+            return zip(k.tolist(), v.tolist())
         if not self.runs:
-            yield from self.map.items()
-            self.map = {}
-            return
+            m, self.map = self.map, {}
+            return iter(m.items())
         mem = sorted(self.map.items(), key=lambda kv: hash(kv[0]))
         self.map = {}
         streams = [_read_run(p) for p in self.runs] + [iter(mem)]
         self.runs = []
-        yield from self._merge(streams)
+        return self._merge(streams)
 
     def _merge(self, streams: list) -> Iterator:
         """Merge hash-sorted streams, combining equal keys; output is hash-sorted too."""

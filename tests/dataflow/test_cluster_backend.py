@@ -212,3 +212,22 @@ def test_host_port_master_uses_a_running_cluster():
             assert c._backend.cluster is None
         state = cluster.state()
         assert cluster.master and state["agents"]
+
+
+def test_tree_ops_combine_their_intermediate_levels_on_executors(shared_contexts):
+    """16 partials, depth 2: one level of 4 reducers on executors, then the driver combines
+    the at most 4 partials that are left (3 combines or fewer; all 15 before the tree)."""
+    c = shared_contexts("local[2]")
+    driver = os.getpid()
+
+    def comb(a: list, b: list) -> list:  # each combine records the process it ran in
+        return a + b + [os.getpid()]
+
+    rdd = c.parallelize(range(16), 16)
+    for where in (rdd.map(lambda x: []).treeReduce(comb, depth=2),
+                  rdd.treeAggregate([], lambda acc, x: acc, comb, depth=2)):
+        assert len(where) == 15
+        assert where.count(driver) <= 3
+        assert set(where) - {driver} <= set(c._backend.executor_pids().values())
+    # depth 1 keeps PySpark's meaning: no intermediate level, everything meets on the driver
+    assert rdd.map(lambda x: []).treeReduce(comb, depth=1).count(driver) == 15

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 
 import pytest
@@ -133,3 +134,48 @@ def test_csv_roundtrip(ctx, tmp_path):
     src.write_text("1,a\n2,b\n")
     assert ctx.csvFile(str(src), header=False).collect() == [(1, "a"), (2, "b")]
     assert ctx.csvFile(out, columns=["word"]).collect() == [{"word": w} for w in "xyz"]
+
+
+def _model_split(data: bytes, start: int, end: int) -> list:
+    """Line by line: the lines starting in (start, end] (or at 0), as bytes."""
+    out, pos = [], 0
+    for raw in data.splitlines(keepends=True) if b"\r" not in data else _nl_lines(data):
+        line_start, pos = pos, pos + len(raw)
+        if (start > 0 and line_start <= start) or (end >= 0 and line_start > end):
+            continue
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        elif raw.endswith(b"\r"):
+            raw = raw[:-1]
+        out.append(raw)
+    return out
+
+
+def _nl_lines(data: bytes) -> list:
+    parts = data.split(b"\n")
+    lines = [p + b"\n" for p in parts[:-1]]
+    return lines + ([parts[-1]] if parts[-1] else [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=60).map(lambda b: b.replace(b"\x00", b"\n")),
+       cuts=st.lists(st.integers(0, 60), max_size=4), block=st.integers(1, 9))
+def test_read_text_split_blocks_match_line_by_line_reading(tmp_path_factory, data, cuts, block):
+    import dataflow.io as dio
+    path = str(tmp_path_factory.mktemp("blocks") / "f")
+    with open(path, "wb") as f:
+        f.write(data)
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    old = dio.TEXT_BLOCK
+    dio.TEXT_BLOCK = block
+    try:
+        got = [line for a, b in itertools.pairwise(bounds)
+               for line in dio.read_text_split((path, a, b, False))]
+        whole = list(dio.read_text_split((path, 0, -1, False)))
+    finally:
+        dio.TEXT_BLOCK = old
+    expect = [line for a, b in itertools.pairwise(bounds) for line in _model_split(data, a, b)]
+    assert got == expect
+    assert whole == _model_split(data, 0, -1)
+    if len(bounds) > 1:
+        assert got == whole  # splits lose no line and share none

@@ -167,3 +167,16 @@ def test_shuffle_output_reused_across_jobs(ctx):
     assert dict(r.collect()) == {0: 135, 1: 145, 2: 155}
     assert r.count() == 3 and sorted(r.keys().collect()) == [0, 1, 2]
     assert calls.value == 30  # the map stage ran once
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3000), parts=st.integers(1, 6))
+def test_sort_sketch_counts_every_record_and_samples_real_keys(n, parts):
+    from dataflow.pairs import SKETCH_KEYS, _key_sketch, _range_bounds
+    keys = [(i * 7919) % 1013 for i in range(n)]
+    it = iter([(k, None) for k in keys])
+    count, sample = _key_sketch(it)
+    assert count == n and next(it, None) is None  # one pass over everything
+    assert len(sample) == min(n, SKETCH_KEYS) and set(sample) <= set(keys)
+    bounds = _range_bounds([(count, sample)], parts, lambda k: k)
+    assert bounds == sorted(bounds) and len(bounds) == (parts - 1 if n else 0)
