@@ -14,53 +14,105 @@ import numpy as np
 
 
 def sbx_bounded(a: np.ndarray, b: np.ndarray, low: np.ndarray, up: np.ndarray, eta: float,
-                u: np.ndarray) -> None:
+                words: np.ndarray, rand: np.ndarray) -> None:
     """Bounded simulated binary crossover of row pairs ``(a[i], b[i])``, in place.
 
-    ``u[i, j, 0] <= 0.5`` crosses gene ``j`` (genes closer than 1e-14 are left alone),
-    ``u[i, j, 1]`` is the spread draw, ``u[i, j, 2] <= 0.5`` swaps the two children's genes.
+    The coin tosses come as bits: with ``W = ceil(dim / 64)`` words per half,
+    bit ``j % 64`` of ``words[i, j // 64]`` makes gene ``j`` of pair ``i`` take part (DEAP's
+    ``random() <= 0.5``), and the same bit of ``words[i, W + j // 64]`` swaps the two
+    children's values of that gene. Each participating gene, in row-major order, consumes one
+    spread draw of ``rand``; genes closer than 1e-14 participate but are left alone, as in
+    DEAP.
     """
+    pairs, dim = a.shape
+    nw = (dim + 63) // 64
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    if words.shape != (pairs, 2 * nw):
+        raise ValueError(f"words must have shape ({pairs}, {2 * nw})")
+    bits = np.unpackbits(words.view(np.uint8).reshape(pairs, 2, nw * 8), axis=2,
+                         bitorder="little")[:, :, :dim].astype(bool)
+    take, swap = bits[:, 0], bits[:, 1]
+    n_take = int(take.sum())
+    if n_take > rand.shape[0]:
+        raise ValueError(f"rand holds {rand.shape[0]} draws, {n_take} genes participate")
+    r = np.zeros(a.shape)
+    r[take] = rand[:n_take]
     x1 = np.minimum(a, b)
     x2 = np.maximum(a, b)
-    cross = (u[..., 0] <= 0.5) & (np.abs(a - b) > 1e-14)
-    rand = u[..., 1]
+    cross = take & (np.abs(a - b) > 1e-14)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         diff = np.where(cross, x2 - x1, 1.0)
         e1 = 1.0 / (eta + 1.0)
 
         def beta_q(beta: np.ndarray) -> np.ndarray:
             alpha = 2.0 - beta ** -(eta + 1.0)
-            return np.where(rand <= 1.0 / alpha, (rand * alpha) ** e1,
-                            (1.0 / (2.0 - rand * alpha)) ** e1)
+            return np.where(r <= 1.0 / alpha, (r * alpha) ** e1,
+                            (1.0 / (2.0 - r * alpha)) ** e1)
 
         c1 = 0.5 * (x1 + x2 - beta_q(1.0 + 2.0 * (x1 - low) / diff) * diff)
         c2 = 0.5 * (x1 + x2 + beta_q(1.0 + 2.0 * (up - x2) / diff) * diff)
     c1 = np.minimum(np.maximum(c1, low), up)
     c2 = np.minimum(np.maximum(c2, low), up)
-    swap = u[..., 2] <= 0.5
     new_a = np.where(swap, c2, c1)
     new_b = np.where(swap, c1, c2)
     a[...] = np.where(cross, new_a, a)
     b[...] = np.where(cross, new_b, b)
 
 
+def sbx_pairs(g: np.ndarray, first: np.ndarray, low: np.ndarray, up: np.ndarray, eta: float,
+              bit_generator: np.random.BitGenerator) -> None:
+    """Bounded SBX, in place, of the row pairs ``(g[first[p]], g[first[p] + 1])``, drawing
+    from ``bit_generator``: ``random_raw(pairs * 2 * ceil(dim / 64))`` coin words (see
+    :func:`sbx_bounded`), then one uniform per participating gene in row-major order."""
+    pairs, dim = first.shape[0], g.shape[1]
+    if pairs and (first.min() < 0 or first.max() >= g.shape[0] - 1):
+        raise ValueError(f"pair rows outside the {g.shape[0]} genomes")
+    nw = (dim + 63) // 64
+    words = np.asarray(bit_generator.random_raw(pairs * 2 * nw), dtype=np.uint64)
+    words = words.reshape(pairs, 2 * nw)
+    take = np.unpackbits(words[:, :nw].copy().view(np.uint8), axis=1,
+                         bitorder="little")[:, :dim]
+    rand = np.random.Generator(bit_generator).random(int(take.sum()))
+    a, b = g[first], g[first + 1]
+    sbx_bounded(a, b, low, up, eta, words, rand)
+    g[first] = a
+    g[first + 1] = b
+
+
+def tournament(key: np.ndarray, contestants: np.ndarray) -> np.ndarray:
+    """Winner of each row of ``contestants`` (indices into ``key``): the largest key, the
+    first drawn among equals (DEAP's ``selTournament``)."""
+    if contestants.size and (contestants.min() < 0 or contestants.max() >= key.shape[0]):
+        raise ValueError(f"contestants outside 0..{key.shape[0] - 1}")
+    winner = key[contestants].argmax(axis=1)
+    return contestants[np.arange(contestants.shape[0]), winner]
+
+
 def polynomial_bounded(x: np.ndarray, low: np.ndarray, up: np.ndarray, eta: float,
-                       hit: np.ndarray, r: np.ndarray) -> None:
-    """Bounded polynomial mutation, in place, of the genes where ``hit`` is true; ``r`` holds
-    one uniform draw per hit gene, consumed in row-major order."""
-    hit = np.asarray(hit, dtype=bool)
-    rand = np.zeros(x.shape)
-    rand[hit] = r[: int(hit.sum())]
-    span = up - low
-    d1 = (x - low) / span
-    d2 = (up - x) / span
+                       pos: np.ndarray, r: np.ndarray) -> None:
+    """Bounded polynomial mutation, in place, of the genes at flat positions ``pos`` of the
+    row-major ``x`` (distinct), gene ``pos[k]`` with uniform draw ``r[k]`` (DEAP's
+    ``mutPolynomialBounded`` once a gene is chosen)."""
+    n = pos.shape[0]
+    if r.shape[0] < n:
+        raise ValueError(f"r holds {r.shape[0]} draws for {n} positions")
+    if n == 0:
+        return
+    if pos.min() < 0 or pos.max() >= x.size:
+        raise ValueError(f"positions outside the {x.shape[0]}x{x.shape[1]} genomes")
+    rows, cols = np.divmod(pos, x.shape[1])
+    v = x[rows, cols]
+    xl, xu = low[cols], up[cols]
+    rand = r[:n]
+    span = xu - xl
+    d1 = (v - xl) / span
+    d2 = (xu - v) / span
     p = 1.0 / (eta + 1.0)
     with np.errstate(invalid="ignore"):
         lo_val = 2.0 * rand + (1.0 - 2.0 * rand) * (1.0 - d1) ** (eta + 1.0)
         hi_val = 2.0 * (1.0 - rand) + 2.0 * (rand - 0.5) * (1.0 - d2) ** (eta + 1.0)
         dq = np.where(rand < 0.5, lo_val ** p - 1.0, 1.0 - hi_val ** p)
-    y = np.minimum(np.maximum(x + dq * span, low), up)
-    x[...] = np.where(hit, y, x)
+    x[rows, cols] = np.minimum(np.maximum(v + dq * span, xl), xu)
 
 
 def ordered(a: np.ndarray, b: np.ndarray, cuts: np.ndarray) -> None:

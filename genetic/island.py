@@ -79,6 +79,14 @@ class Settings:
         self.mutation.check(problem.genome)
 
 
+def _distinct(values: np.ndarray) -> int:
+    """Number of distinct values (``np.unique(values).size``, without its overhead)."""
+    if values.shape[0] < 2:
+        return int(values.shape[0])
+    s = np.sort(values)
+    return 1 + int(np.count_nonzero(s[1:] != s[:-1]))
+
+
 class Island:
     """A population evolving under :class:`Settings`, with its own RNG.
 
@@ -290,13 +298,15 @@ class Island:
             self.best_w = best * float(self.problem.weights[0]) if feasible else float("-inf")
             mean = float(f.sum()) / n
             d = f - mean
-            std = float(np.sqrt(d @ d / n))
+            # not d @ d: that is a BLAS call, whose idle worker threads then spin and bill
+            # this process for CPU time
+            std = float(np.sqrt(np.square(d).sum() / n))
         else:
             best = mean = std = float("nan")
             self.best_w = float("-inf")
         return {"generation": self.generation, "island": self.index, "best": best,
                 "mean": mean, "std": std,
-                "diversity": float(np.unique(pop.hashes).size) / pop.n,
+                "diversity": _distinct(pop.hashes) / pop.n,
                 "evaluations": self.evaluations, "seconds": self.seconds}
 
     def _update_hof(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .population import kernels
 
 __all__ = ["SUS", "Roulette", "Selection", "Tournament", "Truncation"]
 
@@ -46,8 +47,8 @@ class Tournament(Selection):
 
     def select(self, key: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         contestants = rng.integers(0, key.shape[0], (k, self.size))
-        winner = key[contestants].argmax(axis=1)
-        return contestants[np.arange(k), winner]
+        return kernels("operators").tournament(np.ascontiguousarray(key, dtype=np.float64),
+                                               contestants)
 
 
 @dataclass(frozen=True)
