@@ -11,7 +11,7 @@ without branching, then computes them with conditional moves (``fmin``/``fmax``,
 """
 import numpy as np
 
-from libc.math cimport pow, fabs, exp, log, fmin, fmax
+from libc.math cimport fabs, exp, log, log1p, floor, fmin, fmax
 from libc.stdint cimport int32_t, int64_t, uint64_t, uint32_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -257,6 +257,64 @@ def tournament(const double[::1] key, const int64_t[:, ::1] contestants):
                     best = c
             out[i] = best
     return out_arr
+
+
+def polynomial_rows(double[:, ::1] g, double rate, double gene_rate, const double[::1] low,
+                    const double[::1] up, double eta, bit_generator):
+    """See ``operators_py.polynomial_rows``."""
+    cdef Py_ssize_t n = g.shape[0], dim = g.shape[1], i, k = 0, m = 0, rows = 0
+    changed_arr = np.zeros(n, dtype=bool)
+    chosen_arr = np.empty(n + 1, dtype=np.int64)
+    cdef unsigned char[::1] changed = changed_arr.view(np.uint8)
+    cdef int64_t[::1] chosen = chosen_arr
+    cdef double total, posf = -1.0
+    # a multiplication by a precomputed reciprocal, not a division, so that -ffast-math
+    # has nothing to rewrite and the twin computes the very same gaps
+    cdef double inv_lq = 1.0 / log1p(-gene_rate) if 0.0 < gene_rate < 1.0 else 0.0
+    cdef double u
+    cdef int32_t wp[CHUNK]
+    cdef int32_t wj[CHUNK]
+    cdef double buf[5][CHUNK]
+    cdef op_bitgen_t *rng = <op_bitgen_t *>PyCapsule_GetPointer(bit_generator.capsule,
+                                                                "BitGenerator")
+    with bit_generator.lock, nogil:
+        for i in range(n):
+            chosen[rows] = i
+            rows += rng.next_double(rng.state) < rate
+        total = <double>rows * <double>dim
+        if gene_rate > 0.0:
+            while True:
+                # the next hit gene among the chosen rows' genes: a geometric gap, by inversion
+                if gene_rate >= 1.0:
+                    posf += 1.0
+                else:
+                    u = rng.next_double(rng.state)
+                    posf += floor(log(u if u > 0.0 else 1e-300) * inv_lq) + 1.0
+                if posf >= total:
+                    break
+                k = <Py_ssize_t>posf
+                i = chosen[k // dim]
+                changed[i] = 1
+                wp[m] = <int32_t>i
+                wj[m] = <int32_t>(k - (k // dim) * dim)
+                buf[0][m] = g[i, wj[m]]
+                buf[1][m] = low[wj[m]]
+                buf[2][m] = up[wj[m]]
+                buf[3][m] = rng.next_double(rng.state)
+                m += 1
+                if m == CHUNK:
+                    _poly_flush(g, m, wp, wj, buf, eta)
+                    m = 0
+        _poly_flush(g, m, wp, wj, buf, eta)
+    return changed_arr
+
+
+cdef void _poly_flush(double[:, ::1] g, Py_ssize_t m, int32_t *wp, int32_t *wj,
+                      double (*buf)[CHUNK], double eta) noexcept nogil:
+    cdef Py_ssize_t k
+    op_polynomial(m, buf[0], buf[1], buf[2], buf[3], eta, buf[4])
+    for k in range(m):
+        g[wp[k], wj[k]] = buf[4][k]
 
 
 def polynomial_bounded(double[:, ::1] x, const double[::1] low, const double[::1] up,

@@ -132,8 +132,8 @@ class Gaussian(Mutation):
 class Polynomial(Mutation):
     """Bounded polynomial mutation (Deb) with distribution index ``eta`` on each gene with
     probability ``gene_rate`` (``None``: ``1/n``), DEAP's ``mutPolynomialBounded``. The hit
-    genes are drawn as geometric gaps (:func:`bernoulli_positions`), the same distribution as
-    one uniform per gene."""
+    genes are drawn as geometric gaps (``_native.operators.polynomial_rows``), the same
+    distribution as one uniform per gene."""
 
     rate: float = 1.0
     gene_rate: float | None = None
@@ -143,54 +143,17 @@ class Polynomial(Mutation):
     def mutate(self, space: GenomeSpace, rows: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         assert isinstance(space, Reals)
-        pos = bernoulli_positions(rng, rows.size, self.genes(space))
-        r = rng.random(pos.shape[0])
-        kernels("operators").polynomial_bounded(rows, space.low, space.high, float(self.eta),
-                                                pos, r)
-        changed = np.zeros(rows.shape[0], dtype=bool)
-        changed[pos // space.n_genes] = True
-        return changed
+        return kernels("operators").polynomial_rows(rows, 1.0, self.genes(space), space.low,
+                                                    space.high, float(self.eta),
+                                                    rng.bit_generator)
 
     def apply(self, space: GenomeSpace, genomes: np.ndarray,
               rng: np.random.Generator) -> np.ndarray:
-        # in place on the genome matrix: the hit genes' flat positions, no row copies
+        # in place on the genome matrix: the kernel draws the row choices and the hit genes
         assert isinstance(space, Reals)
-        dim = space.n_genes
-        chosen = rng.random(genomes.shape[0]) < self.rate
-        idx = np.flatnonzero(chosen)
-        pos = bernoulli_positions(rng, idx.size * dim, self.genes(space))
-        r = rng.random(pos.shape[0])
-        row = idx[pos // dim]
-        kernels("operators").polynomial_bounded(genomes, space.low, space.high,
-                                                float(self.eta), row * dim + pos % dim, r)
-        chosen[:] = False
-        chosen[row] = True
-        return chosen
-
-
-def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
-    """Sorted positions in ``[0, n)``, each present independently with probability ``p``.
-
-    The same set as ``np.flatnonzero(rng.random(n) < p)`` in distribution, drawn as geometric
-    gaps between hits: about ``n * p`` draws instead of ``n``, which is what makes a per-gene
-    rate of ``1 / n_genes`` cheap.
-
-    Examples
-    --------
-    >>> pos = bernoulli_positions(np.random.default_rng(0), 100_000, 0.01)
-    >>> bool((np.diff(pos) > 0).all()), 800 < pos.size < 1200
-    (True, True)
-    """
-    if n <= 0 or p <= 0.0:
-        return np.empty(0, dtype=np.int64)
-    if p >= 1.0:
-        return np.arange(n, dtype=np.int64)
-    expect = n * p
-    k = int(expect + 5.0 * np.sqrt(expect) + 8)
-    pos = np.cumsum(rng.geometric(p, k)) - 1
-    while pos[-1] < n:   # rare: the first batch of gaps fell short of n
-        pos = np.concatenate([pos, pos[-1] + np.cumsum(rng.geometric(p, k))])
-    return pos[: np.searchsorted(pos, n)]
+        return kernels("operators").polynomial_rows(genomes, self.rate, self.genes(space),
+                                                    space.low, space.high, float(self.eta),
+                                                    rng.bit_generator)
 
 
 @dataclass(frozen=True)
