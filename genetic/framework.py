@@ -2,7 +2,7 @@
 ``evolve(master="local[N]" | "HOST:PORT")``.
 
 :class:`GeneticScheduler` launches one long-running executor (``python -m genetic.executor``)
-per island from offers, relays migrants between islands along the topology, collects each
+per island from offers, relays synchronous migrants between islands along the topology, collects each
 island's per-epoch statistics, keeps every island's latest checkpoint state in memory (and
 writes the run checkpoint when asked), applies the run-wide stopping rules, and relaunches an
 island whose task ends LOST/FAILED by its executor or agent from its last state on the next
@@ -14,8 +14,9 @@ Synchronous mode (the default with a seed) routes an epoch's migrants only once 
 has sent its emigrants for that epoch, drawing random targets in island order from the same
 generator as ``master="inline"``; islands wait for their immigrants. That makes a seeded run
 equal to the inline one, and a relaunched island replays the immigrants it already had, so
-even a run with a killed island gives the same result. Asynchronous mode routes emigrants as
-they arrive and islands take what has come.
+even a run with a killed island gives the same result. In asynchronous mode the islands
+exchange migrants through files on their agents (see :mod:`genetic.executor`); the scheduler
+only tells them where their peers run.
 
 The evolution loop itself is :class:`genetic.island.Island` in the executor; the result is
 assembled by the inline engine's code from the islands' final states.
@@ -84,6 +85,7 @@ class _Slot:
     task_id: str = ""
     agent_id: str = ""
     pid: int | None = None
+    address: str = ""             # its agent's address (where its migrant file is)
     start_generation: int = 0
     state: bytes | None = None    # latest state frame: what a relaunch continues from
     state_generation: int = 0
@@ -184,6 +186,7 @@ class GeneticScheduler(Scheduler):
         run = self.run
         data = pack_spec({"problem": run.problem, "settings": run.settings[slot.index],
                           "island": slot.index, "seed": run.seeds[slot.index],
+                          "topology": run.topology,
                           "state": slot.state, "plan": self.plan.as_dict()})
         if len(data) > 4 * 1024 * 1024 - 4096:
             raise GeneticError(f"island {slot.index}'s task payload is {len(data)} bytes, above "
@@ -250,6 +253,13 @@ class GeneticScheduler(Scheduler):
                     for epoch in sorted(self.delivered[slot.index]):
                         if epoch > slot.start_generation:
                             self._send(driver, slot, self.delivered[slot.index][epoch])
+                else:                            # migrants go island to island, through files
+                    slot.address = str(info.get("address", ""))
+                    peers = encode("peers", {"addresses": {
+                        str(s.index): s.address for s in self.slots
+                        if s.phase == "running" and s.address}})
+                    for s in self.slots:
+                        self._send(driver, s, peers)
                 if self.stopped_by is not None:
                     self._send(driver, slot, encode("stop"))
                 self._progress()
@@ -264,7 +274,8 @@ class GeneticScheduler(Scheduler):
                     return
                 slot.phase = "done"
                 slot.generation = int(slot.final["meta"]["generation"])
-                self._event("finished", island=slot.index, generation=slot.generation)
+                self._event("finished", island=slot.index, generation=slot.generation,
+                            immigrants=int(slot.final["meta"].get("immigrants", 0)))
                 self._maybe_done()
             elif state.is_terminal:
                 self._lost(driver, slot, status)

@@ -111,6 +111,7 @@ class Island:
         self.seconds = 0.0
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
+        self.immigrants = 0                  # individuals taken in by migration
         self._cache: dict[int, np.ndarray] = {}
         self.front: np.ndarray | None = None
         self.crowd: np.ndarray | None = None
@@ -353,6 +354,7 @@ class Island:
         if migrants.n == 0:
             return
         k = min(migrants.n, self.pop.n)
+        self.immigrants += k
         worst = np.argsort(self.key(), kind="stable")[:k]
         self.pop.put(worst, migrants.take(np.arange(k)))
         self._after_change()
@@ -366,7 +368,7 @@ class Island:
             "meta": {"island": self.index, "generation": self.generation,
                      "evaluations": self.evaluations, "seconds": self.seconds,
                      "rng": self.rng.bit_generator.state, "errors": self.errors,
-                     "error_count": self.error_count},
+                     "error_count": self.error_count, "immigrants": self.immigrants},
             "population": self.pop,
             "hall_of_fame": self.hof,
             "front": self.front,
@@ -384,6 +386,7 @@ class Island:
         isl.seconds = float(meta["seconds"])
         isl.errors = list(meta.get("errors", []))
         isl.error_count = int(meta.get("error_count", 0))
+        isl.immigrants = int(meta.get("immigrants", 0))
         isl.pop = state["population"]
         isl.hof = state.get("hall_of_fame")
         isl.front = state.get("front")

@@ -201,3 +201,19 @@ def test_a_mid_run_checkpoint_resumes_like_inline(monkeypatch, tmp_path):
     straight = genetic.evolve(ONEMAX, generations=40, **kw)
     assert strip(resumed.history) == strip(straight.history)
     assert resumed.best.genome.tolist() == straight.best.genome.tolist()
+
+
+@pytest.mark.parametrize("agents", [1, 2])
+def test_asynchronous_migrants_go_island_to_island_through_files(agents):
+    # one agent: the islands read each other's migrant files in the shared framework
+    # directory; two agents: through substrate.read_agent_file on the other agent
+    with substrate.LocalCluster(agents=agents, cpus=2 / agents, http=False) as cluster:
+        r = genetic.evolve(ONEMAX, population=80, generations=400, islands=2,
+                           master=cluster.master, migration_interval=5, migrants=2,
+                           synchronous=False, topology="ring", progress=False)
+    finished = {e["island"]: e for e in r.events if e["event"] == "finished"}
+    assert sorted(finished) == [0, 1]
+    # both islands took migrants from the other, without the scheduler relaying any
+    assert all(e["immigrants"] > 0 for e in finished.values())
+    assert all(e["immigrants"] % 2 == 0 for e in finished.values())
+    assert r.generations == 400
