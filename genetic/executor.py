@@ -29,11 +29,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import struct
 import sys
 import threading
 import time
 import traceback
 import uuid
+import zlib
 from typing import Any
 
 import substrate
@@ -80,6 +82,7 @@ class IslandRunner:
         self.early: dict[int, Population] = {}
         self.peers: dict[int, str] = {}         # island -> its agent's address (async mode)
         self.seen: dict[int, int] = {}          # island -> last epoch of its emigrants taken
+        self.wrote = False
 
     # -- messages from the scheduler (callback thread) ---------------------------------------
 
@@ -121,6 +124,7 @@ class IslandRunner:
         exchange = plan["islands"] > 1 and migrants > 0
         rows: list[dict[str, Any]] = []
         every: list[dict[str, Any]] = []   # all rows of this attempt, for the final status
+        cpu0 = time.process_time()
         last_report = time.monotonic()
         while island.generation < generations and not self.stop.is_set():
             new = island.step(1)
@@ -159,7 +163,7 @@ class IslandRunner:
         # The final status also carries every statistics row of this attempt: messages are
         # best effort and may arrive after the status, which is delivered reliably.
         final = encode("state", dict(header, island=index, generation=island.generation,
-                                     rows=every), arrays)
+                                     rows=every, cpu=time.process_time() - cpu0), arrays)
         self.driver.update(self.task_id, TaskState.FINISHED,
                            data=_framed_or_file(self.driver, final))
 
@@ -174,11 +178,19 @@ class IslandRunner:
         frame = encode("emigrants", {"island": island.index, "epoch": epoch},
                        pack_population(island.export_migrants(migrants)))
         path = os.path.join(self.driver.framework_dir, self._migrants_path(island.index))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(frame)
-        os.replace(tmp, path)     # readers see the previous epoch's file or this one, whole
+        if not self.wrote:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.wrote = True
+        # Overwritten in place, not written aside and renamed: on ext4 a rename (or a
+        # truncation) over an existing file forces its data to disk, ~1.5 ms an epoch. A
+        # reader may then see a half-written file: the length and CRC in front tell it to
+        # skip that epoch.
+        blob = struct.pack(">QI", len(frame), zlib.crc32(frame)) + frame
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, blob, 0)
+        finally:
+            os.close(fd)
         parts = []
         for src in self._sources(island.index, plan["islands"], topology):
             pop = self._read_migrants(src)
@@ -215,6 +227,12 @@ class IslandRunner:
                                                  timeout=10.0)
         except (OSError, substrate.SubstrateError):
             return None                   # nothing written yet, or its agent is gone
+        if len(data) < 12:
+            return None
+        size, crc = struct.unpack(">QI", data[:12])
+        data = data[12:12 + size]
+        if len(data) != size or zlib.crc32(data) != crc:
+            return None                   # caught mid-write: next epoch
         kind, header, arrays = decode(data)
         epoch = int(header.get("epoch", -1))
         if kind != "emigrants" or epoch <= self.seen.get(src, -1):

@@ -275,7 +275,8 @@ class GeneticScheduler(Scheduler):
                 slot.phase = "done"
                 slot.generation = int(slot.final["meta"]["generation"])
                 self._event("finished", island=slot.index, generation=slot.generation,
-                            immigrants=int(slot.final["meta"].get("immigrants", 0)))
+                            immigrants=int(slot.final["meta"].get("immigrants", 0)),
+                            cpu=float(header.get("cpu", 0.0)))
                 self._maybe_done()
             elif state.is_terminal:
                 self._lost(driver, slot, status)
