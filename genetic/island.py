@@ -142,7 +142,12 @@ class Island:
         idx = np.flatnonzero(rows)
         if idx.size == 0:
             return
-        genomes = np.ascontiguousarray(pop.genomes[idx])
+        if idx.size == pop.n and self.problem.kernel is not None:
+            # every row, read only by a built-in kernel: no gathered copy (a user function
+            # gets a copy, whatever it does to it)
+            genomes = np.ascontiguousarray(pop.genomes)
+        else:
+            genomes = np.ascontiguousarray(pop.genomes[idx])
         hashes = genome_hashes(self.problem.genome, genomes)
         pop.hashes[idx] = hashes
         todo = np.arange(idx.size)
