@@ -182,16 +182,17 @@ cdef inline uint64_t _word(const uint64_t[:, ::1] words, Py_ssize_t i, Py_ssize_
     return w
 
 
-def sbx_pairs(double[:, ::1] g, const int64_t[::1] first, const double[::1] low,
-              const double[::1] up, double eta, bit_generator):
-    """See ``operators_py.sbx_pairs``."""
-    cdef Py_ssize_t pairs = first.shape[0], dim = g.shape[1], nw = (g.shape[1] + 63) // 64
-    cdef Py_ssize_t i, j, p, wi, m = 0
+def sbx_rows(double[:, ::1] g, double rate, const double[::1] low, const double[::1] up,
+             double eta, bit_generator):
+    """See ``operators_py.sbx_rows``."""
+    cdef Py_ssize_t n = g.shape[0], dim = g.shape[1], nw = (g.shape[1] + 63) // 64
+    cdef Py_ssize_t i, j, p, wi, m = 0, pairs = 0
     cdef uint64_t w
-    for p in range(pairs):
-        if not 0 <= first[p] < g.shape[0] - 1:
-            raise ValueError(f"pair row {first[p]} outside the {g.shape[0]} genomes")
-    words_arr = np.empty((pairs, 2 * nw), dtype=np.uint64)
+    changed_arr = np.zeros(n, dtype=bool)
+    first_arr = np.empty(n // 2 + 1, dtype=np.int64)
+    words_arr = np.empty((n // 2 + 1, 2 * nw), dtype=np.uint64)
+    cdef unsigned char[::1] changed = changed_arr.view(np.uint8)
+    cdef int64_t[::1] first = first_arr
     cdef uint64_t[:, ::1] words = words_arr
     cdef double x, y
     cdef int32_t wp[CHUNK]
@@ -200,9 +201,15 @@ def sbx_pairs(double[:, ::1] g, const int64_t[::1] first, const double[::1] low,
     cdef op_bitgen_t *rng = <op_bitgen_t *>PyCapsule_GetPointer(bit_generator.capsule,
                                                                 "BitGenerator")
     with bit_generator.lock, nogil:
-        # the same stream as ``random_raw(pairs * 2 * nw)`` then one ``random()`` per
-        # participating gene, which is what the twin draws
+        # the stream the twin draws: ``random(n // 2)`` for the pairs that cross, then
+        # ``random_raw(pairs * 2 * nw)`` for their coins, then one ``random()`` per
+        # participating gene
+        for p in range(n // 2):
+            first[pairs] = 2 * p
+            pairs += rng.next_double(rng.state) < rate
         for p in range(pairs):
+            changed[first[p]] = 1
+            changed[first[p] + 1] = 1
             for j in range(2 * nw):
                 words[p, j] = rng.next_uint64(rng.state)
         for p in range(pairs):
@@ -227,6 +234,7 @@ def sbx_pairs(double[:, ::1] g, const int64_t[::1] first, const double[::1] low,
                         _sbx_flush_pairs(g, m, wp, wj, buf, eta)
                         m = 0
         _sbx_flush_pairs(g, m, wp, wj, buf, eta)
+    return changed_arr
 
 
 cdef void _sbx_flush_pairs(double[:, ::1] g, Py_ssize_t m, int32_t *wp, int32_t *wj,
@@ -479,3 +487,35 @@ def bits_swap_range(uint64_t[:, ::1] g, const int64_t[::1] first, const int64_t[
                 d = (g[r, w] ^ g[r + 1, w]) & m
                 g[r, w] ^= d
                 g[r + 1, w] ^= d
+
+
+def summary(const double[::1] f, const uint64_t[::1] hashes):
+    """See ``operators_py.summary``."""
+    cdef Py_ssize_t n = f.shape[0], m = hashes.shape[0], i, size = 16, slot
+    cdef double s = 0.0, ss = 0.0, d, mean
+    cdef long distinct = 0
+    cdef uint64_t h
+    while size < 2 * m:
+        size <<= 1
+    table_arr = np.empty(size, dtype=np.uint64)
+    used_arr = np.zeros(size, dtype=np.uint8)
+    cdef uint64_t[::1] table = table_arr
+    cdef unsigned char[::1] used = used_arr
+    with nogil:
+        for i in range(n):
+            s += f[i]
+        mean = s / n if n else 0.0
+        for i in range(n):
+            d = f[i] - mean
+            ss += d * d
+        # distinct genome hashes: an open-addressing set (the hashes are already mixed)
+        for i in range(m):
+            h = hashes[i]
+            slot = <Py_ssize_t>(h & (size - 1))
+            while used[slot] and table[slot] != h:
+                slot = (slot + 1) & (size - 1)
+            if not used[slot]:
+                used[slot] = 1
+                table[slot] = h
+                distinct += 1
+    return mean, (ss / n) ** 0.5 if n else 0.0, distinct

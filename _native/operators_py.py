@@ -61,24 +61,31 @@ def sbx_bounded(a: np.ndarray, b: np.ndarray, low: np.ndarray, up: np.ndarray, e
     b[...] = np.where(cross, new_b, b)
 
 
-def sbx_pairs(g: np.ndarray, first: np.ndarray, low: np.ndarray, up: np.ndarray, eta: float,
-              bit_generator: np.random.BitGenerator) -> None:
-    """Bounded SBX, in place, of the row pairs ``(g[first[p]], g[first[p] + 1])``, drawing
-    from ``bit_generator``: ``random_raw(pairs * 2 * ceil(dim / 64))`` coin words (see
+def sbx_rows(g: np.ndarray, rate: float, low: np.ndarray, up: np.ndarray, eta: float,
+             bit_generator: np.random.BitGenerator) -> np.ndarray:
+    """Bounded SBX, in place, of the row pairs ``(g[2p], g[2p + 1])`` of the genome matrix,
+    each pair crossed with probability ``rate`` (DEAP's ``cxpb``); returns which rows were
+    crossed. Draws from ``bit_generator``: ``random(n // 2)`` (``u < rate`` crosses a pair),
+    ``random_raw(pairs * 2 * ceil(dim / 64))`` coin words for the crossed pairs (see
     :func:`sbx_bounded`), then one uniform per participating gene in row-major order."""
-    pairs, dim = first.shape[0], g.shape[1]
-    if pairs and (first.min() < 0 or first.max() >= g.shape[0] - 1):
-        raise ValueError(f"pair rows outside the {g.shape[0]} genomes")
+    rng = np.random.Generator(bit_generator)
+    n, dim = g.shape
+    first = 2 * np.flatnonzero(rng.random(n // 2) < rate)
+    pairs = first.shape[0]
     nw = (dim + 63) // 64
     words = np.asarray(bit_generator.random_raw(pairs * 2 * nw), dtype=np.uint64)
     words = words.reshape(pairs, 2 * nw)
     take = np.unpackbits(words[:, :nw].copy().view(np.uint8), axis=1,
                          bitorder="little")[:, :dim]
-    rand = np.random.Generator(bit_generator).random(int(take.sum()))
+    rand = rng.random(int(take.sum()))
     a, b = g[first], g[first + 1]
     sbx_bounded(a, b, low, up, eta, words, rand)
     g[first] = a
     g[first + 1] = b
+    changed = np.zeros(n, dtype=bool)
+    changed[first] = True
+    changed[first + 1] = True
+    return changed
 
 
 def tournament(key: np.ndarray, contestants: np.ndarray) -> np.ndarray:
@@ -250,3 +257,13 @@ def bits_swap_range(g: np.ndarray, first: np.ndarray, lo: np.ndarray, hi: np.nda
     a = np.clip(lo[:, None] - base, 0, 64)
     b = np.clip(hi[:, None] - base, 0, 64)
     bits_swap(g, first, ones[b] & ~ones[a])
+
+
+def summary(f: np.ndarray, hashes: np.ndarray) -> tuple[float, float, int]:
+    """Mean and (population) standard deviation of ``f``, and how many distinct values
+    ``hashes`` holds: one generation's statistics in one call."""
+    n = f.shape[0]
+    mean = float(f.sum()) / n if n else 0.0
+    d = f - mean
+    std = float(np.sqrt(np.square(d).sum() / n)) if n else 0.0
+    return mean, std, int(np.unique(hashes).size)

@@ -180,16 +180,10 @@ class SBX(Crossover):
 
     def apply(self, space: GenomeSpace, genomes: np.ndarray,
               rng: np.random.Generator) -> np.ndarray:
-        # in place on the genome matrix, the kernel drawing the same stream as mate() would
+        # in place on the genome matrix, the kernel drawing the pair choices too
         assert isinstance(space, Reals)
-        n = genomes.shape[0]
-        changed = np.zeros(n, dtype=bool)
-        first = 2 * np.flatnonzero(rng.random(n // 2) < self.rate)
-        kernels("operators").sbx_pairs(genomes, first, space.low, space.high, float(self.eta),
-                                       rng.bit_generator)
-        changed[first] = True
-        changed[first + 1] = True
-        return changed
+        return kernels("operators").sbx_rows(genomes, self.rate, space.low, space.high,
+                                             float(self.eta), rng.bit_generator)
 
     def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
              rng: np.random.Generator) -> None:

@@ -19,7 +19,7 @@ from .crossover import Crossover
 from .errors import ConfigError
 from .mutation import Mutation
 from .nsga2 import crowding_distance, mo_key, nondominated_fronts, select_nsga2
-from .population import Population, genome_hashes, order_key
+from .population import Population, genome_hashes, kernels, order_key
 from .problem import Problem
 from .selection import Selection
 
@@ -150,7 +150,7 @@ class Island:
             genomes = np.ascontiguousarray(pop.genomes[idx])
         hashes = genome_hashes(self.problem.genome, genomes)
         pop.hashes[idx] = hashes
-        todo = np.arange(idx.size)
+        todo: Any = slice(None)       # all of them, unless dedup finds some in its cache
         if self.settings.dedup:
             hit = np.array([int(h) in self._cache for h in hashes], dtype=bool)
             for j in np.flatnonzero(hit):
@@ -168,13 +168,14 @@ class Island:
         pop.viable[target] = ev.viable
         pop.violation[target] = ev.violation
         self.evaluations += genomes.shape[0]
+        done = hashes[todo]
         for j, text in ev.errors.items():
             self.error_count += 1
             if len(self.errors) < MAX_ERRORS:
                 self.errors.append({"island": self.index, "generation": self.generation,
-                                    "hash": int(hashes[todo[j]]), "error": text})
+                                    "hash": int(done[j]), "error": text})
         if self.settings.dedup:
-            self._remember(hashes[todo], ev)
+            self._remember(done, ev)
 
     def _remember(self, hashes: np.ndarray, ev: Any) -> None:
         cache = self._cache
@@ -302,17 +303,15 @@ class Island:
             best = float(pop.fitness[bi, 0])
             feasible = bool(pop.viable[bi] and pop.violation[bi] <= 0.0)
             self.best_w = best * float(self.problem.weights[0]) if feasible else float("-inf")
-            mean = float(f.sum()) / n
-            d = f - mean
-            # not d @ d: that is a BLAS call, whose idle worker threads then spin and bill
-            # this process for CPU time
-            std = float(np.sqrt(np.square(d).sum() / n))
+            mean, std, distinct = kernels("operators").summary(
+                np.ascontiguousarray(f, dtype=np.float64), pop.hashes)
         else:
             best = mean = std = float("nan")
             self.best_w = float("-inf")
+            distinct = _distinct(pop.hashes)
         return {"generation": self.generation, "island": self.index, "best": best,
                 "mean": mean, "std": std,
-                "diversity": _distinct(pop.hashes) / pop.n,
+                "diversity": distinct / pop.n,
                 "evaluations": self.evaluations, "seconds": self.seconds}
 
     def _update_hof(self) -> None:

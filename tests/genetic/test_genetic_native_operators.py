@@ -160,7 +160,6 @@ def test_real_operators_backends_agree(pop, dim, seed, eta, close):
     r = rng.random(pos.size)
     g = np.empty((2 * pop + 1, dim))
     g[0:2 * pop:2], g[1:2 * pop:2], g[-1] = a, b, low
-    first = np.arange(0, 2 * pop, 2, dtype=np.int64)
     res = []
     for pure in (True, False):
         ops = load("operators", pure=pure)
@@ -168,16 +167,18 @@ def test_real_operators_backends_agree(pop, dim, seed, eta, close):
         ops.sbx_bounded(aa, bb, low, up, eta, words, rand)
         ops.polynomial_bounded(xx, low, up, eta, pos, r)
         bitgen = np.random.PCG64(seed)
-        ops.sbx_pairs(gg, first, low, up, eta, bitgen)
+        changed = ops.sbx_rows(gg, 1.0, low, up, eta, bitgen)
         after = bitgen.random_raw()   # both backends consumed the same stream
+        assert changed[:-1].all() and not changed[-1]    # the odd row out has no partner
         assert ((aa >= low) & (aa <= up) & (bb >= low) & (bb <= up)).all()
         assert ((xx >= low) & (xx <= up)).all()
         assert ((gg >= low) & (gg <= up)).all()
         res.append((aa, bb, xx, gg, np.array([after], dtype=np.uint64)))
     for p, c in zip(res[0], res[1]):
         np.testing.assert_allclose(p, c, rtol=1e-9, atol=1e-9)
-    # the pairs kernel is the bounded kernel applied to rows of the matrix with its own draws
+    # the rows kernel is the bounded kernel applied to the pairs with its own draws
     bitgen = np.random.PCG64(seed)
+    np.random.Generator(bitgen).random(pop)                  # the pair choices
     words2 = bitgen.random_raw(pop * 2 * nw).reshape(pop, 2 * nw)
     take = np.unpackbits(words2[:, :nw].copy().view(np.uint8), axis=1, bitorder="little")
     rand2 = np.random.Generator(bitgen).random(int(take[:, :dim].sum()))
@@ -186,6 +187,28 @@ def test_real_operators_backends_agree(pop, dim, seed, eta, close):
     np.testing.assert_allclose(res[1][3][0:2 * pop:2], aa, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res[1][3][1:2 * pop:2], bb, rtol=1e-12, atol=1e-12)
     assert (res[1][3][-1] == low).all()
+
+
+@pytest.mark.skipif(not compiled_available("operators"), reason="compiled kernels not built")
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 30), st.integers(1, 40), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+def test_sbx_rows_backends_agree_and_rate(n, dim, seed, rate):
+    rng = np.random.default_rng(seed)
+    low, up = np.full(dim, -5.0), np.full(dim, 5.0)
+    g = rng.uniform(-5, 5, (n, dim))
+    outs = []
+    for pure in (True, False):
+        x = g.copy()
+        bitgen = np.random.PCG64(seed)
+        changed = load("operators", pure=pure).sbx_rows(x, rate, low, up, 20.0, bitgen)
+        assert not ((x != g).any(axis=1) & ~changed).any()
+        assert (changed[0::2][: n // 2] == changed[1::2][: n // 2]).all()
+        outs.append((x, changed, bitgen.random_raw()))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-9, atol=1e-9)
+    assert (outs[0][1] == outs[1][1]).all() and outs[0][2] == outs[1][2]
+    if rate == 0.0:
+        assert not outs[1][1].any() and (outs[1][0] == g).all()
 
 
 @settings(max_examples=40, deadline=None)
