@@ -519,3 +519,26 @@ def summary(const double[::1] f, const uint64_t[::1] hashes):
                 table[slot] = h
                 distinct += 1
     return mean, (ss / n) ** 0.5 if n else 0.0, distinct
+
+
+def tournament_draw(const double[::1] key, Py_ssize_t k, Py_ssize_t size, bit_generator):
+    """See ``operators_py.tournament_draw``."""
+    cdef Py_ssize_t n = key.shape[0], i, j
+    cdef int64_t best, c
+    if n < 1 or size < 1 or k < 0:
+        raise ValueError(f"tournaments of {size} among {n} for {k} winners")
+    out_arr = np.empty(k, dtype=np.int64)
+    cdef int64_t[::1] out = out_arr
+    cdef op_bitgen_t *rng = <op_bitgen_t *>PyCapsule_GetPointer(bit_generator.capsule,
+                                                                "BitGenerator")
+    with bit_generator.lock, nogil:
+        for i in range(k):
+            best = -1
+            for j in range(size):
+                c = <int64_t>(rng.next_double(rng.state) * n)
+                if c > n - 1:
+                    c = n - 1
+                if best < 0 or key[c] > key[best]:
+                    best = c
+            out[i] = best
+    return out_arr

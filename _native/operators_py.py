@@ -267,3 +267,16 @@ def summary(f: np.ndarray, hashes: np.ndarray) -> tuple[float, float, int]:
     d = f - mean
     std = float(np.sqrt(np.square(d).sum() / n)) if n else 0.0
     return mean, std, int(np.unique(hashes).size)
+
+
+def tournament_draw(key: np.ndarray, k: int, size: int,
+                    bit_generator: np.random.BitGenerator) -> np.ndarray:
+    """``k`` tournaments of ``size`` contestants drawn uniformly with replacement,
+    ``floor(u * n)`` from ``random((k, size))`` of ``bit_generator`` in row-major order;
+    the winners (see :func:`tournament`)."""
+    n = key.shape[0]
+    if n < 1 or size < 1 or k < 0:
+        raise ValueError(f"tournaments of {size} among {n} for {k} winners")
+    u = np.random.Generator(bit_generator).random((k, size))
+    contestants = np.minimum((u * n).astype(np.int64), n - 1)
+    return tournament(key, contestants)

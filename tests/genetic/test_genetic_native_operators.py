@@ -284,3 +284,20 @@ def test_polynomial_rows_backends_agree(n, dim, seed, rate, gene_rate):
         assert not outs[1][1].any()
     if rate == 1.0 and gene_rate == 1.0:
         assert outs[1][1].all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 40), st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_tournament_draw_backends_agree(n, k, size, seed):
+    key = np.round(np.random.default_rng(seed).normal(size=n), 1)   # ties on purpose
+    outs = []
+    for pure in ([True, False] if compiled_available("operators") else [True]):
+        bitgen = np.random.PCG64(seed)
+        won = load("operators", pure=pure).tournament_draw(key, k, size, bitgen)
+        assert won.shape == (k,) and ((0 <= won) & (won < n)).all()
+        outs.append((won, bitgen.random_raw()))
+    assert all((o[0] == outs[0][0]).all() and o[1] == outs[0][1] for o in outs)
+    # the same winners as the reference tournament over the same contestants
+    u = np.random.Generator(np.random.PCG64(seed)).random((k, size))
+    c = np.minimum((u * n).astype(np.int64), n - 1)
+    assert (outs[0][0] == load("operators", pure=True).tournament(key, c)).all()
