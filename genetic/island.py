@@ -362,7 +362,18 @@ class Island:
         worst = np.argsort(self.key(), kind="stable")[:k]
         self.pop.put(worst, migrants.take(np.arange(k)))
         self._after_change()
-        self.stats()  # refresh best_w
+        self._refresh_best()
+
+    def _refresh_best(self) -> None:
+        """``best_w`` after a change of the population (what :meth:`stats` sets, alone)."""
+        pop = self.pop
+        if not pop.viable.any():
+            self.best_w = float("-inf")
+            return
+        bi = self.best_index()
+        feasible = bool(pop.viable[bi] and pop.violation[bi] <= 0.0)
+        self.best_w = (float(pop.fitness[bi, 0]) * float(self.problem.weights[0])
+                       if feasible else float("-inf"))
 
     # -- checkpoints --------------------------------------------------------------------------
 
