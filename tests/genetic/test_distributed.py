@@ -205,19 +205,32 @@ def test_a_mid_run_checkpoint_resumes_like_inline(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("agents", [1, 2])
-def test_asynchronous_migrants_go_island_to_island_through_files(agents):
+def test_asynchronous_migrants_go_island_to_island_through_files(monkeypatch, agents):
     # one agent: the islands read each other's migrant files in the shared framework
-    # directory; two agents: through substrate.read_agent_file on the other agent
+    # directory; two agents: through substrate.read_agent_file on the other agent.
+    # The run lasts until both islands have run 1,000 generations side by side (whenever
+    # each one started), then the test stops it.
+    original = framework.GeneticScheduler._stats
+    overlap: dict[int, int] = {}
+
+    def stats(sched, driver, slot, header):
+        original(sched, driver, slot, header)
+        if not overlap and all(s.phase == "running" for s in sched.slots):
+            overlap.update({s.index: s.generation for s in sched.slots})
+        if overlap and all(s.generation >= overlap[s.index] + 1000 for s in sched.slots):
+            sched.request_stop(driver, "overlap")
+
+    monkeypatch.setattr(framework.GeneticScheduler, "_stats", stats)
     with substrate.LocalCluster(agents=agents, cpus=2 / agents, http=False) as cluster:
-        r = genetic.evolve(ONEMAX, population=80, generations=400, islands=2,
+        r = genetic.evolve(ONEMAX, population=80, generations=10**7, islands=2,
                            master=cluster.master, migration_interval=5, migrants=2,
                            synchronous=False, topology="ring", progress=False)
+    assert r.stopped == "overlap"
     finished = {e["island"]: e for e in r.events if e["event"] == "finished"}
     assert sorted(finished) == [0, 1]
     # both islands took migrants from the other, without the scheduler relaying any
     assert all(e["immigrants"] > 0 for e in finished.values())
     assert all(e["immigrants"] % 2 == 0 for e in finished.values())
-    assert r.generations == 400
 
 
 def _agent_of(executor_pid: int, agent_pids: set[int]) -> int:
