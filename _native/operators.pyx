@@ -2,12 +2,17 @@
 # distutils: extra_compile_args = -O3 -ffast-math
 # distutils: libraries = mvec m
 """Genetic-operator kernels, compiled. Reference definitions and docstrings:
-``_native/operators_py.py``. Random draws come from the caller; results are identical to the
-twin for the same draws (up to float rounding in SBX and polynomial mutation).
+``_native/operators_py.py``. Results are identical to the twin for the same draws (up to
+float rounding in SBX and polynomial mutation). Most kernels take their random draws from
+the caller; the whole-population ones (``sbx_rows``, ``polynomial_rows``,
+``tournament_draw``) draw from the caller's NumPy bit generator themselves, in C, in the
+order the twin documents and reproduces with ``numpy.random.Generator`` calls.
 
 The random draws make every data-dependent branch a coin toss, and a mispredicted branch per
-gene costs more than the arithmetic: bounded SBX therefore first compacts the crossing genes
-without branching, then computes them with conditional moves (``fmin``/``fmax``, selects).
+gene costs more than the arithmetic: bounded SBX therefore visits the participating genes by
+their set bits, gathers them into small stack chunks, and computes the children in a
+branch-free C loop that GCC vectorises (``exp``/``log`` through glibc's libmvec; an AVX2
+clone beside the baseline one).
 """
 import numpy as np
 

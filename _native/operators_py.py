@@ -1,9 +1,11 @@
 """Genetic-operator kernels, NumPy/Python twin: the reference for ``_native/operators.pyx``.
 
 These are the loops that do not vectorise well (bounded SBX and polynomial mutation have many
-branches; OX, PMX and index shuffling are sequential per row). Every random number is drawn by
-the caller (``genetic``) and passed in, so the compiled module and this twin give bit-identical
-children for the same draws, and the engine's RNG stream does not depend on the backend.
+branches; OX, PMX and index shuffling are sequential per row). Random numbers are either
+passed in by the caller or, for the whole-population kernels (``sbx_rows``,
+``polynomial_rows``, ``tournament_draw``), drawn from a NumPy bit generator in an order both
+backends follow, so the compiled module and this twin give the same children and leave the
+generator in the same state: the engine's RNG stream does not depend on the backend.
 Definitions follow DEAP's ``tools`` module (``cxSimulatedBinaryBounded``,
 ``mutPolynomialBounded``, ``cxOrdered``, ``cxPartialyMatched``, ``mutShuffleIndexes``).
 All functions modify their row arguments in place.
