@@ -165,7 +165,8 @@ class SBX(Crossover):
     """Bounded simulated binary crossover with distribution index ``eta``.
 
     Each gene takes part with probability 0.5, and the two children's values of a gene are
-    swapped with probability 0.5, exactly as DEAP's ``cxSimulatedBinaryBounded``.
+    swapped with probability 0.5, exactly as DEAP's ``cxSimulatedBinaryBounded``. The coin
+    tosses are bits of raw random words (see :func:`sbx_draws`).
     """
 
     rate: float = 0.9
@@ -177,11 +178,37 @@ class SBX(Crossover):
         if not float(self.eta) >= 0:
             raise ConfigError(f"SBX.eta must be >= 0, got {self.eta}")
 
+    def apply(self, space: GenomeSpace, genomes: np.ndarray,
+              rng: np.random.Generator) -> np.ndarray:
+        # in place on the genome matrix, the kernel drawing the pair choices too
+        assert isinstance(space, Reals)
+        return kernels("operators").sbx_rows(genomes, self.rate, space.low, space.high,
+                                             float(self.eta), rng.bit_generator)
+
     def mate(self, space: GenomeSpace, a: np.ndarray, b: np.ndarray,
              rng: np.random.Generator) -> None:
         assert isinstance(space, Reals)
-        u = rng.random((a.shape[0], space.n_genes, 3))
-        kernels("operators").sbx_bounded(a, b, space.low, space.high, float(self.eta), u)
+        words, rand = sbx_draws(a.shape[0], space.n_genes, rng)
+        kernels("operators").sbx_bounded(a, b, space.low, space.high, float(self.eta), words,
+                                         rand)
+
+
+def sbx_draws(pairs: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The random draws of bounded SBX for ``pairs`` pairs of ``dim`` genes.
+
+    DEAP tosses two fair coins per gene (take part? swap the children?) and draws one spread
+    value per gene that takes part. The coins are the bits of raw 64-bit words here, ``2 *
+    ceil(dim / 64)`` words per pair (participation words, then swap words), and the spread
+    values one ``rng.random`` per participating gene: a third of the draws that one uniform
+    per coin would take, in the same distribution.
+    """
+    nw = (dim + 63) // 64
+    words = rng.bit_generator.random_raw(pairs * 2 * nw).reshape(pairs, 2 * nw)
+    take = words[:, :nw]
+    if dim % 64:
+        take = take.copy()
+        take[:, -1] &= np.uint64((1 << (dim % 64)) - 1)
+    return words, rng.random(int(np.bitwise_count(take).sum()))
 
 
 @dataclass(frozen=True)

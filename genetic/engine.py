@@ -146,8 +146,10 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
     island_cpus : float, optional
         Substrate masters only: cpus each island takes (default 1, or ``N / islands`` when
         that is smaller on ``"local[N]"``).
-    progress : bool, optional
-        Substrate masters only: a live status line on stderr (default: when it is a TTY).
+    progress : bool or genetic.progress.GenerationProgress, optional
+        Live progress (best and mean fitness per generation): a widget with a small chart in
+        Jupyter, a status line on a terminal. Default: when in a notebook or stderr is a
+        TTY (``OFFERPOOL_PROGRESS=0/1`` overrides); ``False`` never, ``True`` always.
     farm, batch_size
         Evaluation-farm mode for expensive fitness (substrate masters only): islands evolve
         in this process and each generation's new genomes are evaluated on executors in
@@ -233,7 +235,7 @@ def evolve(problem: Problem, *, population: int = 100, generations: int = 100,
             stagnation=stagnation, seed=seed, island_cpus=island_cpus, progress=progress,
             t0=t_call)
     return run.go(generations, max_evaluations, max_seconds, target, stagnation, checkpoint,
-                  checkpoint_every, seed)
+                  checkpoint_every, seed, progress=progress)
 
 
 class _Run:
@@ -310,7 +312,24 @@ class _Run:
     def go(self, generations: int, max_evaluations: int | None, max_seconds: float | None,
            target: float | None, stagnation: int | None,
            checkpoint: str | os.PathLike[str] | None, checkpoint_every: int | None,
-           seed: int | None) -> Result:
+           seed: int | None, progress: Any = False) -> Result:
+        from .progress import resolve
+
+        show = resolve(progress, generations, maximize=bool(self.problem.maximize[0]))
+        outcome = "failed"
+        try:
+            result = self._go(generations, max_evaluations, max_seconds, target, stagnation,
+                              checkpoint, checkpoint_every, seed, show)
+            outcome = result.stopped
+            return result
+        finally:
+            if show is not None:
+                show.close(outcome)
+
+    def _go(self, generations: int, max_evaluations: int | None, max_seconds: float | None,
+            target: float | None, stagnation: int | None,
+            checkpoint: str | os.PathLike[str] | None, checkpoint_every: int | None,
+            seed: int | None, show: Any) -> Result:
         t0 = time.perf_counter()
         start_elapsed = self.elapsed
         if self.islands is None:
@@ -335,9 +354,18 @@ class _Run:
                 break
             if self.generation >= generations:
                 break
+            rows = []
             for isl in self.islands:
-                self.history.extend(isl.step(1))
+                rows.extend(isl.step(1))
+            self.history.extend(rows)
             self.generation += 1
+            if show is not None:
+                bests = [r["best"] for r in rows]
+                show.update(generation=self.generation,
+                            best=max(bests) if self.problem.maximize[0] else min(bests),
+                            mean=sum(r["mean"] for r in rows) / len(rows),
+                            evaluations=sum(isl.evaluations for isl in self.islands),
+                            running=len(self.islands), islands=len(self.islands))
             if self.generation % self.interval == 0:
                 self._migrate()
             current = self._weighted_best()
@@ -390,7 +418,8 @@ class _Run:
                       evaluations=sum(isl.evaluations for isl in self.islands),
                       stopped=stopped, errors=errors,
                       error_count=sum(isl.error_count for isl in self.islands),
-                      seconds=self.elapsed, islands=len(self.islands), seed=seed)
+                      seconds=self.elapsed, islands=len(self.islands), seed=seed,
+                      maximize=bool(problem.maximize[0]))
 
 
 def _jsonable(obj: Any) -> Any:

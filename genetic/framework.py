@@ -2,7 +2,7 @@
 ``evolve(master="local[N]" | "HOST:PORT")``.
 
 :class:`GeneticScheduler` launches one long-running executor (``python -m genetic.executor``)
-per island from offers, relays migrants between islands along the topology, collects each
+per island from offers, relays synchronous migrants between islands along the topology, collects each
 island's per-epoch statistics, keeps every island's latest checkpoint state in memory (and
 writes the run checkpoint when asked), applies the run-wide stopping rules, and relaunches an
 island whose task ends LOST/FAILED by its executor or agent from its last state on the next
@@ -14,14 +14,16 @@ Synchronous mode (the default with a seed) routes an epoch's migrants only once 
 has sent its emigrants for that epoch, drawing random targets in island order from the same
 generator as ``master="inline"``; islands wait for their immigrants. That makes a seeded run
 equal to the inline one, and a relaunched island replays the immigrants it already had, so
-even a run with a killed island gives the same result. Asynchronous mode routes emigrants as
-they arrive and islands take what has come.
+even a run with a killed island gives the same result. In asynchronous mode the islands
+exchange migrants through files on their agents (see :mod:`genetic.executor`); the scheduler
+only tells them where their peers run.
 
 The evolution loop itself is :class:`genetic.island.Island` in the executor; the result is
 assembled by the inline engine's code from the islands' final states.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -52,6 +54,7 @@ from .engine import _jsonable, migration_targets
 from .errors import ConfigError, GeneticError
 from .island import Island
 from .population import Population
+from .progress import resolve as resolve_progress
 from .status import publish as publish_status
 from .protocol import (
     PAYLOAD_LIMIT,
@@ -85,6 +88,7 @@ class _Slot:
     task_id: str = ""
     agent_id: str = ""
     pid: int | None = None
+    address: str = ""             # its agent's address (where its migrant file is)
     start_generation: int = 0
     state: bytes | None = None    # latest state frame: what a relaunch continues from
     state_generation: int = 0
@@ -109,7 +113,9 @@ class Plan:
     synchronous: bool
     islands: int
     w_target: float | None = None
-    report_seconds: float = 0.25
+    # statistics rows travel as JSON through the master in the driver process: twice a
+    # second keeps that cost small at thousands of generations per second
+    report_seconds: float = 0.5
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -185,6 +191,7 @@ class GeneticScheduler(Scheduler):
         run = self.run
         data = pack_spec({"problem": run.problem, "settings": run.settings[slot.index],
                           "island": slot.index, "seed": run.seeds[slot.index],
+                          "topology": run.topology,
                           "state": slot.state, "plan": self.plan.as_dict()})
         if len(data) > 4 * 1024 * 1024 - 4096:
             raise GeneticError(f"island {slot.index}'s task payload is {len(data)} bytes, above "
@@ -251,6 +258,13 @@ class GeneticScheduler(Scheduler):
                     for epoch in sorted(self.delivered[slot.index]):
                         if epoch > slot.start_generation:
                             self._send(driver, slot, self.delivered[slot.index][epoch])
+                else:                            # migrants go island to island, through files
+                    slot.address = str(info.get("address", ""))
+                    peers = encode("peers", {"addresses": {
+                        str(s.index): s.address for s in self.slots
+                        if s.phase == "running" and s.address}})
+                    for s in self.slots:
+                        self._send(driver, s, peers)
                 if self.stopped_by is not None:
                     self._send(driver, slot, encode("stop"))
                 self._progress()
@@ -265,7 +279,9 @@ class GeneticScheduler(Scheduler):
                     return
                 slot.phase = "done"
                 slot.generation = int(slot.final["meta"]["generation"])
-                self._event("finished", island=slot.index, generation=slot.generation)
+                self._event("finished", island=slot.index, generation=slot.generation,
+                            immigrants=int(slot.final["meta"].get("immigrants", 0)),
+                            cpu=float(header.get("cpu", 0.0)))
                 self._maybe_done()
             elif state.is_terminal:
                 self._lost(driver, slot, status)
@@ -466,41 +482,43 @@ class GeneticScheduler(Scheduler):
 
 
 class Progress:
-    """One status line on a terminal (nothing when ``stream`` is not a TTY)."""
+    """Feeds the scheduler's statistics to a :mod:`genetic.progress` display: a chart point
+    per generation once every island has reported it (islands run at their own pace), and
+    the status line from the slots."""
 
-    def __init__(self, generations: int, stream: Any = None, interval: float = 0.2) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.generations = generations
-        self.interval = interval
-        self.last = 0.0
-        self.shown = False
+    def __init__(self, display: Any) -> None:
+        self.display = display
+        self.seen = 0
+        self.agg: dict[int, list[float]] = {}      # generation -> [best, sum of means, count]
+        self.next = 1
 
     def __call__(self, sched: GeneticScheduler, force: bool = False) -> None:
-        if not self.enabled:
+        if self.display is None:
             return
-        now = time.monotonic()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
+        rows = sched.history
+        maximize = bool(sched.run.problem.maximize[0])
+        for row in itertools.islice(rows.values(), self.seen, None):
+            a = self.agg.setdefault(int(row["generation"]), [row["best"], 0.0, 0])
+            a[0] = max(a[0], row["best"]) if maximize else min(a[0], row["best"])
+            a[1] += row["mean"]
+            a[2] += 1
+        self.seen = len(rows)
         slots = sched.slots
-        gens = max(s.generation for s in slots)
-        running = sum(s.phase == "running" for s in slots)
-        best = sched.best
-        w = float(sched.run.problem.weights[0])
-        best_s = "-" if best is None or not np.isfinite(best) else f"{best * w:.6g}"
+        done = min(s.generation for s in slots)
         evals = sum(s.evaluations for s in slots)
-        self.stream.write(f"\r[genetic] generation {gens}/{self.generations}  best {best_s}  "
-                          f"islands {running}/{len(slots)} running  evaluations {evals:,}  "
-                          f"{time.perf_counter() - sched.t0:.1f} s ")
-        self.stream.flush()
-        self.shown = True
+        running = sum(s.phase == "running" for s in slots)
+        while self.next <= done:
+            a = self.agg.pop(self.next, None)
+            if a is not None:
+                self.display.update(generation=self.next, best=a[0], mean=a[1] / a[2],
+                                    evaluations=evals, running=running, islands=len(slots),
+                                    force=force and self.next == done)
+            self.next += 1
 
-    def close(self, sched: GeneticScheduler) -> None:
-        if self.enabled:
+    def close(self, sched: GeneticScheduler, outcome: str) -> None:
+        if self.display is not None:
             self(sched, force=True)
-            self.stream.write("\n")
-            self.stream.flush()
+            self.display.close(outcome)
 
 
 def _local_slots(master: str) -> int | None:
@@ -540,9 +558,8 @@ def run_distributed(run: Any, master: str, *, generations: int, synchronous: boo
     w = float(run.problem.weights[0])
     rules = _Rules(max_evaluations, max_seconds, None if target is None else w * target,
                    stagnation)
-    show = Progress(generations)
-    if progress is not None:
-        show.enabled = bool(progress)
+    show = Progress(resolve_progress(progress, generations,
+                                     maximize=bool(run.problem.maximize[0])))
     sched = GeneticScheduler(run, plan, rules, task_resources,
                              checkpoint=None if checkpoint is None else os.fspath(checkpoint),
                              on_progress=show, t0=t0)
@@ -565,6 +582,8 @@ def run_distributed(run: Any, master: str, *, generations: int, synchronous: boo
         except substrate.SubstrateError as exc:
             raise GeneticError(f"could not register with the master at {address}: {exc}") \
                 from exc
+        sched.dashboard_url = (getattr(cluster, "dashboard_url", "")
+                               or getattr(driver, "dashboard_url", "") or None)
         deadline = None if max_seconds is None else time.perf_counter() + \
             max(0.0, max_seconds - run.elapsed)
         while not sched.done.wait(0.05 if deadline is not None else 0.25):
@@ -574,7 +593,8 @@ def run_distributed(run: Any, master: str, *, generations: int, synchronous: boo
                 sched.request_stop(driver, "seconds")
                 deadline = None
     finally:
-        show.close(sched)
+        show.close(sched, "failed" if sched.failure is not None or not sched.done.is_set()
+                   else sched.stopped_by or "generations")
         if driver is not None:
             driver.stop()
         if cluster is not None:
@@ -598,4 +618,5 @@ def _finish(run: Any, sched: GeneticScheduler, checkpoint: Any, seed: int | None
         run.save(checkpoint)
     result = run._result(sched.stopped_by or "generations", seed)
     result.events = sched.events
+    result.dashboard_url = getattr(sched, "dashboard_url", None)
     return result

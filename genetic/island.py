@@ -19,7 +19,7 @@ from .crossover import Crossover
 from .errors import ConfigError
 from .mutation import Mutation
 from .nsga2 import crowding_distance, mo_key, nondominated_fronts, select_nsga2
-from .population import Population, genome_hashes, order_key
+from .population import Population, genome_hashes, kernels, order_key
 from .problem import Problem
 from .selection import Selection
 
@@ -79,6 +79,14 @@ class Settings:
         self.mutation.check(problem.genome)
 
 
+def _distinct(values: np.ndarray) -> int:
+    """Number of distinct values (``np.unique(values).size``, without its overhead)."""
+    if values.shape[0] < 2:
+        return int(values.shape[0])
+    s = np.sort(values)
+    return 1 + int(np.count_nonzero(s[1:] != s[:-1]))
+
+
 class Island:
     """A population evolving under :class:`Settings`, with its own RNG.
 
@@ -103,6 +111,7 @@ class Island:
         self.seconds = 0.0
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
+        self.immigrants = 0                  # individuals taken in by migration
         self._cache: dict[int, np.ndarray] = {}
         self.front: np.ndarray | None = None
         self.crowd: np.ndarray | None = None
@@ -133,10 +142,15 @@ class Island:
         idx = np.flatnonzero(rows)
         if idx.size == 0:
             return
-        genomes = np.ascontiguousarray(pop.genomes[idx])
+        if idx.size == pop.n and self.problem.kernel is not None:
+            # every row, read only by a built-in kernel: no gathered copy (a user function
+            # gets a copy, whatever it does to it)
+            genomes = np.ascontiguousarray(pop.genomes)
+        else:
+            genomes = np.ascontiguousarray(pop.genomes[idx])
         hashes = genome_hashes(self.problem.genome, genomes)
         pop.hashes[idx] = hashes
-        todo = np.arange(idx.size)
+        todo: Any = slice(None)       # all of them, unless dedup finds some in its cache
         if self.settings.dedup:
             hit = np.array([int(h) in self._cache for h in hashes], dtype=bool)
             for j in np.flatnonzero(hit):
@@ -154,13 +168,14 @@ class Island:
         pop.viable[target] = ev.viable
         pop.violation[target] = ev.violation
         self.evaluations += genomes.shape[0]
+        done = hashes[todo]
         for j, text in ev.errors.items():
             self.error_count += 1
             if len(self.errors) < MAX_ERRORS:
                 self.errors.append({"island": self.index, "generation": self.generation,
-                                    "hash": int(hashes[todo[j]]), "error": text})
+                                    "hash": int(done[j]), "error": text})
         if self.settings.dedup:
-            self._remember(hashes[todo], ev)
+            self._remember(done, ev)
 
     def _remember(self, hashes: np.ndarray, ev: Any) -> None:
         cache = self._cache
@@ -288,15 +303,15 @@ class Island:
             best = float(pop.fitness[bi, 0])
             feasible = bool(pop.viable[bi] and pop.violation[bi] <= 0.0)
             self.best_w = best * float(self.problem.weights[0]) if feasible else float("-inf")
-            mean = float(f.sum()) / n
-            d = f - mean
-            std = float(np.sqrt(d @ d / n))
+            mean, std, distinct = kernels("operators").summary(
+                np.ascontiguousarray(f, dtype=np.float64), pop.hashes)
         else:
             best = mean = std = float("nan")
             self.best_w = float("-inf")
+            distinct = _distinct(pop.hashes)
         return {"generation": self.generation, "island": self.index, "best": best,
                 "mean": mean, "std": std,
-                "diversity": float(np.unique(pop.hashes).size) / pop.n,
+                "diversity": distinct / pop.n,
                 "evaluations": self.evaluations, "seconds": self.seconds}
 
     def _update_hof(self) -> None:
@@ -343,10 +358,22 @@ class Island:
         if migrants.n == 0:
             return
         k = min(migrants.n, self.pop.n)
+        self.immigrants += k
         worst = np.argsort(self.key(), kind="stable")[:k]
         self.pop.put(worst, migrants.take(np.arange(k)))
         self._after_change()
-        self.stats()  # refresh best_w
+        self._refresh_best()
+
+    def _refresh_best(self) -> None:
+        """``best_w`` after a change of the population (what :meth:`stats` sets, alone)."""
+        pop = self.pop
+        if not pop.viable.any():
+            self.best_w = float("-inf")
+            return
+        bi = self.best_index()
+        feasible = bool(pop.viable[bi] and pop.violation[bi] <= 0.0)
+        self.best_w = (float(pop.fitness[bi, 0]) * float(self.problem.weights[0])
+                       if feasible else float("-inf"))
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -356,7 +383,7 @@ class Island:
             "meta": {"island": self.index, "generation": self.generation,
                      "evaluations": self.evaluations, "seconds": self.seconds,
                      "rng": self.rng.bit_generator.state, "errors": self.errors,
-                     "error_count": self.error_count},
+                     "error_count": self.error_count, "immigrants": self.immigrants},
             "population": self.pop,
             "hall_of_fame": self.hof,
             "front": self.front,
@@ -374,6 +401,7 @@ class Island:
         isl.seconds = float(meta["seconds"])
         isl.errors = list(meta.get("errors", []))
         isl.error_count = int(meta.get("error_count", 0))
+        isl.immigrants = int(meta.get("immigrants", 0))
         isl.pop = state["population"]
         isl.hof = state.get("hall_of_fame")
         isl.front = state.get("front")

@@ -131,7 +131,9 @@ class Gaussian(Mutation):
 @dataclass(frozen=True)
 class Polynomial(Mutation):
     """Bounded polynomial mutation (Deb) with distribution index ``eta`` on each gene with
-    probability ``gene_rate`` (``None``: ``1/n``), DEAP's ``mutPolynomialBounded``."""
+    probability ``gene_rate`` (``None``: ``1/n``), DEAP's ``mutPolynomialBounded``. The hit
+    genes are drawn as geometric gaps (``_native.operators.polynomial_rows``), the same
+    distribution as one uniform per gene."""
 
     rate: float = 1.0
     gene_rate: float | None = None
@@ -141,11 +143,17 @@ class Polynomial(Mutation):
     def mutate(self, space: GenomeSpace, rows: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         assert isinstance(space, Reals)
-        hit = rng.random(rows.shape) <= self.genes(space)
-        r = rng.random(int(np.count_nonzero(hit)))
-        kernels("operators").polynomial_bounded(rows, space.low, space.high, float(self.eta),
-                                             hit.view(np.uint8), r)
-        return hit.any(axis=1)
+        return kernels("operators").polynomial_rows(rows, 1.0, self.genes(space), space.low,
+                                                    space.high, float(self.eta),
+                                                    rng.bit_generator)
+
+    def apply(self, space: GenomeSpace, genomes: np.ndarray,
+              rng: np.random.Generator) -> np.ndarray:
+        # in place on the genome matrix: the kernel draws the row choices and the hit genes
+        assert isinstance(space, Reals)
+        return kernels("operators").polynomial_rows(genomes, self.rate, self.genes(space),
+                                                    space.low, space.high, float(self.eta),
+                                                    rng.bit_generator)
 
 
 @dataclass(frozen=True)

@@ -275,10 +275,10 @@ class Problem:
         else:
             fitness = self._per_individual(rows, errors)
         if np.isfinite(fitness).all():
-            bad = np.zeros(n, dtype=bool)
+            viable = np.ones(n, dtype=bool)
         else:
             bad = ~np.isfinite(fitness).all(axis=1)
-        if bad.any():
+            viable = ~bad
             first = int(np.flatnonzero(bad)[0])
             if self.on_error == "raise" and first not in errors:
                 raise FitnessError(f"fitness returned {fitness[first].tolist()} (not finite) "
@@ -287,7 +287,7 @@ class Problem:
                 errors.setdefault(int(i), "fitness is not finite")
         violation = self._violation(rows)
         calls = 1 if (self.kernel is not None or self.vectorized) else n
-        return Evaluation(fitness, ~bad, violation, errors, calls)
+        return Evaluation(fitness, viable, violation, errors, calls)
 
     def _per_individual(self, rows: np.ndarray, errors: dict[int, str]) -> np.ndarray:
         n, m = rows.shape[0], self.objectives

@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -92,7 +93,7 @@ def decode(frame: bytes) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
         if dt not in _DTYPES or not all(isinstance(s, int) and s >= 0 for s in shape):
             raise ProtocolError(f"bad array spec {name!r}: {dt} {shape}")
         dtype = np.dtype(dt)
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = math.prod(shape) * dtype.itemsize   # (not np.prod: a frame per epoch)
         if pos + size > len(view):
             raise ProtocolError("truncated frame")
         arrays[name] = np.frombuffer(view[pos:pos + size], dtype=dtype).reshape(shape).copy()

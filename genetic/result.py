@@ -87,6 +87,10 @@ class Result:
         What happened to the islands of a run on the substrate (launched, running with its
         pid, first_generation, checkpoint, lost, relaunch from a generation, stop), each with
         ``seconds`` since :func:`genetic.evolve` was called; empty for ``master="inline"``.
+    dashboard_url : str or None
+        The master's dashboard when the run had one (shown by ``_repr_html_``).
+    maximize : bool
+        Whether objective 0 was maximised (how the chart reads "best").
 
     Examples
     --------
@@ -112,6 +116,8 @@ class Result:
     islands: int = 1
     seed: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    dashboard_url: str | None = None
+    maximize: bool = False
 
     def __repr__(self) -> str:
         return (f"Result(best={self.best.fitness!r}, generations={self.generations}, "
@@ -127,9 +133,32 @@ class Result:
             rows.append(("Pareto front", f"{len(self.pareto_front)} individuals"))
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        if self.dashboard_url:
+            url = html.escape(self.dashboard_url.rstrip("/"), quote=True)
+            state = url if url.endswith("/state") else url + "/state"
+            body += (f"<tr><th style='text-align:left'>dashboard</th><td><a href=\"{state}\" "
+                     f"target=\"_blank\">{state}</a></td></tr>")
         genome = html.escape(np.array2string(np.asarray(self.best.genome), threshold=40))
-        return (f"<div><b>genetic.Result</b><table>{body}</table>"
+        return (f"<div><b>genetic.Result</b><table>{body}</table>{self._chart()}"
                 f"<details><summary>best genome</summary><pre>{genome}</pre></details></div>")
+
+    def _chart(self) -> str:
+        """Best and mean fitness per generation over all islands, as inline SVG."""
+        from .progress import chart_svg
+
+        h = self.history.to_pydict()
+        if not h.get("generation"):
+            return ""
+        maximize = self.maximize
+        agg: dict[int, list[float]] = {}
+        for g, b, m in zip(h["generation"], h["best"], h["mean"]):
+            a = agg.setdefault(int(g), [b, 0.0, 0])
+            a[0] = max(a[0], b) if maximize else min(a[0], b)
+            a[1] += m
+            a[2] += 1
+        gens = sorted(agg)
+        return chart_svg(gens, [agg[g][0] for g in gens], [agg[g][1] / agg[g][2] for g in gens],
+                         maximize=maximize)
 
     def plot(self, ax: Any = None) -> Any:
         """Plot best and mean fitness per generation and island (needs matplotlib).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -201,3 +202,95 @@ def test_a_mid_run_checkpoint_resumes_like_inline(monkeypatch, tmp_path):
     straight = genetic.evolve(ONEMAX, generations=40, **kw)
     assert strip(resumed.history) == strip(straight.history)
     assert resumed.best.genome.tolist() == straight.best.genome.tolist()
+
+
+@pytest.mark.parametrize("agents", [1, 2])
+def test_asynchronous_migrants_go_island_to_island_through_files(monkeypatch, agents):
+    # one agent: the islands read each other's migrant files in the shared framework
+    # directory; two agents: through substrate.read_agent_file on the other agent.
+    # The run lasts until both islands have run 1,000 generations side by side (whenever
+    # each one started), then the test stops it.
+    original = framework.GeneticScheduler._stats
+    overlap: dict[int, int] = {}
+
+    def stats(sched, driver, slot, header):
+        original(sched, driver, slot, header)
+        if not overlap and all(s.phase == "running" for s in sched.slots):
+            overlap.update({s.index: s.generation for s in sched.slots})
+        if overlap and all(s.generation >= overlap[s.index] + 1000 for s in sched.slots):
+            sched.request_stop(driver, "overlap")
+
+    monkeypatch.setattr(framework.GeneticScheduler, "_stats", stats)
+    with substrate.LocalCluster(agents=agents, cpus=2 / agents, http=False) as cluster:
+        r = genetic.evolve(ONEMAX, population=80, generations=10**7, islands=2,
+                           master=cluster.master, migration_interval=5, migrants=2,
+                           synchronous=False, topology="ring", progress=False)
+    assert r.stopped == "overlap"
+    finished = {e["island"]: e for e in r.events if e["event"] == "finished"}
+    assert sorted(finished) == [0, 1]
+    # both islands took migrants from the other, without the scheduler relaying any
+    assert all(e["immigrants"] > 0 for e in finished.values())
+    assert all(e["immigrants"] % 2 == 0 for e in finished.values())
+
+
+def _agent_of(executor_pid: int, agent_pids: set[int]) -> int:
+    """The agent process an executor runs under (its nearest ancestor among the agents)."""
+    pid = executor_pid
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as fh:
+            pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        if pid in agent_pids:
+            return pid
+    raise AssertionError(f"executor {executor_pid} runs under no agent")
+
+
+@pytest.mark.timeout(120)
+def test_island_whose_agent_is_sigkilled_relaunches_on_another_agent(monkeypatch, tmp_path):
+    from substrate.master.core import MasterConfig
+
+    # executors orphaned by the killed agent give up quickly; the master declares the agent
+    # lost after 3 missed heartbeats of 0.2 s
+    monkeypatch.setenv("SUBSTRATE_RECOVERY_TIMEOUT", "2")
+    kw = {"population": 80, "generations": 60, "islands": 2, "seed": 3,
+          "migration_interval": 10, "migrants": 2}
+    killed: list[int] = []
+    orphans: list[int] = []
+    new_agents: list[int] = []
+    config = MasterConfig(agent_heartbeat_interval=0.2, agent_max_missed_heartbeats=3)
+    with substrate.LocalCluster(agents=3, cpus=1, processes=True, http=False,
+                                master_config=config) as cluster:
+        agent_pids = {a["pid"] for a in cluster.agents}
+
+        def kill_island_1s_agent(event):
+            # on the driver thread: island 1 cannot pass its next migration epoch until this
+            # returns, so the agent dies mid-run
+            if event["event"] == "checkpoint" and event["generation"] == 20 and not killed:
+                pid = next(e["pid"] for e in ev.seen
+                           if e["event"] == "running" and e["island"] == 1)
+                agent = _agent_of(pid, agent_pids)
+                os.kill(agent, signal.SIGKILL)
+                killed.append(agent)
+                orphans.append(pid)
+            elif event["event"] == "running" and event["island"] == 1 and killed:
+                new_agents.append(_agent_of(event["pid"], agent_pids))
+
+        ev = Events(monkeypatch, kill_island_1s_agent)
+        r = genetic.evolve(ONEMAX, master=cluster.master, checkpoint=tmp_path / "run.arrow",
+                           checkpoint_every=20, island_cpus=1, **kw)
+        # the island's old executor, orphaned with its agent, exits on its own
+        deadline = time.monotonic() + 30
+        while alive(orphans[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(orphans[0])
+    assert killed and new_agents and new_agents[0] != killed[0]
+    lost = [e for e in r.events if e["event"] == "lost" and e["island"] == 1]
+    assert [(e["state"], e["reason"]) for e in lost] == [("LOST", "AGENT_UNREACHABLE")]
+    relaunch = [e for e in r.events if e["event"] == "relaunch" and e["island"] == 1]
+    assert [e["generation"] for e in relaunch] == [20]
+    rerun = [e for e in r.events if e["event"] == "running" and e["island"] == 1]
+    assert [e["generation"] for e in rerun] == [0, 20]
+    assert r.generations == 60 and r.history.num_rows == 120
+    # with synchronous migration and a seed: the uninterrupted result
+    inline = genetic.evolve(ONEMAX, progress=False, **kw)
+    assert strip(r.history) == strip(inline.history)
+    assert r.best.genome.tolist() == inline.best.genome.tolist()

@@ -24,21 +24,38 @@ LOW, UP = np.full(4, -5.0), np.full(4, 5.0)
 
 def test_sbx_golden(ops):
     # DEAP's cxSimulatedBinaryBounded(eta=20, low=-5, up=5) fed the same draws: gene 0 crosses
-    # (no swap), gene 1 crosses and swaps, gene 2 does not cross (0.6 > 0.5), gene 3 equal.
+    # (no swap), gene 1 crosses and swaps, gene 2 does not take part, gene 3 takes part but
+    # the parents are equal. Coins as bits: take part 0b1011, swap 0b0010; spreads in order.
     a = np.array([[0.1, -2.0, 3.0, 0.5]])
     b = np.array([[1.5, 2.0, -1.0, 0.5]])
-    u = np.array([[[0.2, 0.3, 0.7], [0.4, 0.9, 0.1], [0.6, 0.5, 0.5], [0.1, 0.5, 0.5]]])
-    ops.sbx_bounded(a, b, LOW, UP, 20.0, u)
+    words = np.array([[0b1011, 0b0010]], dtype=np.uint64)
+    ops.sbx_bounded(a, b, LOW, UP, 20.0, words, np.array([0.3, 0.9, 0.5]))
     np.testing.assert_allclose(a, [[0.11682209, 2.15930645, 3.0, 0.5]], atol=1e-8)
     np.testing.assert_allclose(b, [[1.48317791, -2.15930645, -1.0, 0.5]], atol=1e-8)
+
+
+def test_sbx_refuses_short_draws(ops):
+    a, b = np.zeros((1, 4)), np.ones((1, 4))
+    with pytest.raises(ValueError, match="participate"):
+        ops.sbx_bounded(a, b, LOW, UP, 20.0, np.array([[0b1111, 0]], np.uint64),
+                        np.array([0.5, 0.5]))
+    assert (a == 0).all() and (b == 1).all()
 
 
 def test_polynomial_golden(ops):
     # DEAP's mutPolynomialBounded(eta=20, low=-5, up=5) on genes 0..2 with draws .25, .8, .05
     x = np.array([[0.0, 4.5, -4.9, 1.0]])
-    hit = np.array([[1, 1, 1, 0]], dtype=np.uint8)
-    ops.polynomial_bounded(x, LOW, UP, 20.0, hit, np.array([0.25, 0.8, 0.05]))
+    ops.polynomial_bounded(x, LOW, UP, 20.0, np.array([0, 1, 2], np.int64),
+                           np.array([0.25, 0.8, 0.05]))
     np.testing.assert_allclose(x, [[-0.324682, 4.73696779, -4.98904433, 1.0]], atol=1e-8)
+
+
+def test_tournament_first_best_wins(ops):
+    key = np.array([1.0, 5.0, 5.0, -np.inf])
+    c = np.array([[0, 1, 2], [2, 1, 0], [3, 3, 0], [3, 3, 3]], np.int64)
+    assert ops.tournament(key, c).tolist() == [1, 2, 0, 3]
+    with pytest.raises(ValueError):
+        ops.tournament(key, np.array([[0, 4]], np.int64))
 
 
 def test_ox_golden(ops):
@@ -122,28 +139,88 @@ def test_swap_mutation_keeps_permutations(case, indpb):
 
 @pytest.mark.skipif(not compiled_available("operators"), reason="compiled kernels not built")
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 10), st.integers(0, 2**32 - 1),
-       st.sampled_from([1.0, 5.0, 20.0, 15.5]))
-def test_real_operators_backends_agree(pop, dim, seed, eta):
+@given(st.integers(1, 6), st.integers(1, 140), st.integers(0, 2**32 - 1),
+       st.sampled_from([1.0, 5.0, 20.0, 15.5]), st.booleans())
+def test_real_operators_backends_agree(pop, dim, seed, eta, close):
     rng = np.random.default_rng(seed)
     low = rng.uniform(-10, 0, dim)
     up = low + rng.uniform(0.1, 10, dim)
     a = rng.uniform(low, up, (pop, dim))
     b = rng.uniform(low, up, (pop, dim))
-    u = rng.random((pop, dim, 3))
-    hit = rng.random((pop, dim)) < 0.5
-    r = rng.random(int(hit.sum()))
+    if close:   # near-equal and equal parents, genes at the bounds
+        b = np.where(rng.random((pop, dim)) < 0.5, a + 1e-12, b)
+        b[:, 0] = a[:, 0]
+        a[:, -1] = low[-1]
+        b[:, -1] = up[-1]
+        b = np.minimum(b, up)
+    nw = (dim + 63) // 64
+    words = rng.integers(0, 2**64, (pop, 2 * nw), dtype=np.uint64, endpoint=False)
+    rand = rng.random(pop * dim)
+    pos = np.flatnonzero(rng.random(pop * dim) < 0.5)
+    r = rng.random(pos.size)
+    g = np.empty((2 * pop + 1, dim))
+    g[0:2 * pop:2], g[1:2 * pop:2], g[-1] = a, b, low
     res = []
     for pure in (True, False):
         ops = load("operators", pure=pure)
-        aa, bb, xx = a.copy(), b.copy(), a.copy()
-        ops.sbx_bounded(aa, bb, low, up, eta, u)
-        ops.polynomial_bounded(xx, low, up, eta, hit.view(np.uint8), r)
+        aa, bb, xx, gg = a.copy(), b.copy(), a.copy(), g.copy()
+        ops.sbx_bounded(aa, bb, low, up, eta, words, rand)
+        ops.polynomial_bounded(xx, low, up, eta, pos, r)
+        bitgen = np.random.PCG64(seed)
+        changed = ops.sbx_rows(gg, 1.0, low, up, eta, bitgen)
+        after = bitgen.random_raw()   # both backends consumed the same stream
+        assert changed[:-1].all() and not changed[-1]    # the odd row out has no partner
         assert ((aa >= low) & (aa <= up) & (bb >= low) & (bb <= up)).all()
         assert ((xx >= low) & (xx <= up)).all()
-        res.append((aa, bb, xx))
+        assert ((gg >= low) & (gg <= up)).all()
+        res.append((aa, bb, xx, gg, np.array([after], dtype=np.uint64)))
     for p, c in zip(res[0], res[1]):
         np.testing.assert_allclose(p, c, rtol=1e-9, atol=1e-9)
+    # the rows kernel is the bounded kernel applied to the pairs with its own draws
+    bitgen = np.random.PCG64(seed)
+    np.random.Generator(bitgen).random(pop)                  # the pair choices
+    words2 = bitgen.random_raw(pop * 2 * nw).reshape(pop, 2 * nw)
+    take = np.unpackbits(words2[:, :nw].copy().view(np.uint8), axis=1, bitorder="little")
+    rand2 = np.random.Generator(bitgen).random(int(take[:, :dim].sum()))
+    aa, bb = a.copy(), b.copy()
+    load("operators", pure=False).sbx_bounded(aa, bb, low, up, eta, words2, rand2)
+    np.testing.assert_allclose(res[1][3][0:2 * pop:2], aa, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(res[1][3][1:2 * pop:2], bb, rtol=1e-12, atol=1e-12)
+    assert (res[1][3][-1] == low).all()
+
+
+@pytest.mark.skipif(not compiled_available("operators"), reason="compiled kernels not built")
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 30), st.integers(1, 40), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+def test_sbx_rows_backends_agree_and_rate(n, dim, seed, rate):
+    rng = np.random.default_rng(seed)
+    low, up = np.full(dim, -5.0), np.full(dim, 5.0)
+    g = rng.uniform(-5, 5, (n, dim))
+    outs = []
+    for pure in (True, False):
+        x = g.copy()
+        bitgen = np.random.PCG64(seed)
+        changed = load("operators", pure=pure).sbx_rows(x, rate, low, up, 20.0, bitgen)
+        assert not ((x != g).any(axis=1) & ~changed).any()
+        assert (changed[0::2][: n // 2] == changed[1::2][: n // 2]).all()
+        outs.append((x, changed, bitgen.random_raw()))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-9, atol=1e-9)
+    assert (outs[0][1] == outs[1][1]).all() and outs[0][2] == outs[1][2]
+    if rate == 0.0:
+        assert not outs[1][1].any() and (outs[1][0] == g).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 50), st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_tournament_backends_agree(n, size, seed):
+    rng = np.random.default_rng(seed)
+    key = np.round(rng.normal(size=n), 1)   # ties on purpose
+    c = rng.integers(0, n, (30, size))
+    outs = [load("operators", pure=p).tournament(key, c)
+            for p in ([True, False] if compiled_available("operators") else [True])]
+    assert all((o == outs[0]).all() for o in outs)
+    assert (key[outs[0]] == key[c].max(axis=1)).all()
 
 
 @settings(max_examples=60, deadline=None)
@@ -178,3 +255,49 @@ def test_bit_kernels_backends_agree(n_bits, pairs, seed):
         outs.append((x, z))
     for a, b in zip(outs[0], outs[-1]):
         assert (a == b).all()
+
+
+@pytest.mark.skipif(not compiled_available("operators"), reason="compiled kernels not built")
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.0, 0.3, 1.0]), st.sampled_from([0.0, 1e-3, 1 / 30, 0.5, 1.0]))
+def test_polynomial_rows_backends_agree(n, dim, seed, rate, gene_rate):
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(-10, 0, dim)
+    up = low + rng.uniform(0.1, 10, dim)
+    g = rng.uniform(low, up, (n, dim))
+    g[0] = low   # genes at the bounds
+    outs = []
+    for pure in (True, False):
+        x = g.copy()
+        bitgen = np.random.PCG64(seed)
+        changed = load("operators", pure=pure).polynomial_rows(x, rate, gene_rate, low, up,
+                                                               20.0, bitgen)
+        assert ((x >= low) & (x <= up)).all()
+        # a row is reported changed exactly when one of its genes was hit (a hit gene at a
+        # bound may keep its value, so "moved" implies "changed", not the converse)
+        assert not ((x != g).any(axis=1) & ~changed).any()
+        outs.append((x, changed, bitgen.random_raw()))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-9, atol=1e-9)
+    assert (outs[0][1] == outs[1][1]).all() and outs[0][2] == outs[1][2]
+    if rate == 0.0 or gene_rate == 0.0:
+        assert not outs[1][1].any()
+    if rate == 1.0 and gene_rate == 1.0:
+        assert outs[1][1].all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 40), st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_tournament_draw_backends_agree(n, k, size, seed):
+    key = np.round(np.random.default_rng(seed).normal(size=n), 1)   # ties on purpose
+    outs = []
+    for pure in ([True, False] if compiled_available("operators") else [True]):
+        bitgen = np.random.PCG64(seed)
+        won = load("operators", pure=pure).tournament_draw(key, k, size, bitgen)
+        assert won.shape == (k,) and ((0 <= won) & (won < n)).all()
+        outs.append((won, bitgen.random_raw()))
+    assert all((o[0] == outs[0][0]).all() and o[1] == outs[0][1] for o in outs)
+    # the same winners as the reference tournament over the same contestants
+    u = np.random.Generator(np.random.PCG64(seed)).random((k, size))
+    c = np.minimum((u * n).astype(np.int64), n - 1)
+    assert (outs[0][0] == load("operators", pure=True).tournament(key, c)).all()
