@@ -249,7 +249,7 @@ def run_farm(run: Any, master: str, go_args: dict[str, Any], *, batch_size: int 
     cluster = driver = None
     try:
         if slots is not None:
-            cluster = substrate.LocalCluster(agents=1, cpus=float(slots), http=False).start()
+            cluster = substrate.LocalCluster(agents=1, cpus=float(slots)).start()
             address = cluster.master
         else:
             address = master

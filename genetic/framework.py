@@ -569,7 +569,7 @@ def run_distributed(run: Any, master: str, *, generations: int, synchronous: boo
         if slots is not None:
             options = dict(cluster_options or {})
             options.setdefault("cpus", float(slots))
-            cluster = substrate.LocalCluster(agents=1, http=False, **options).start()
+            cluster = substrate.LocalCluster(agents=1, **options).start()   # with its dashboard
             address = cluster.master
             sched._event("cluster_started")
         else:

@@ -78,6 +78,9 @@ def test_islands_run_in_real_processes_on_local2(monkeypatch):
     kinds = [e["event"] for e in r.events]
     assert kinds.count("launched") == 2 and "first_generation" in kinds
     assert all(not alive(p) for p in pids)   # the embedded cluster is gone with its executors
+    # The embedded cluster had a dashboard; the result links to it.
+    assert r.dashboard_url and r.dashboard_url.startswith("http://127.0.0.1:")
+    assert r.dashboard_url.rstrip("/") in r._repr_html_()
 
 
 @pytest.mark.parametrize("topology,islands", [("ring", 2), ("random", 3)])
