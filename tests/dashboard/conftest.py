@@ -2,7 +2,6 @@
 scheduler that runs one command task with a hostile name."""
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -98,4 +97,7 @@ def start_hostile(master: str, release: Path) -> tuple[SchedulerDriver, OneComma
     return driver, sched
 
 
-os.environ.setdefault("OFFERPOOL_PROGRESS", "0")
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch):
+    """No progress bars in these tests (set per test: other packages' tests want them)."""
+    monkeypatch.setenv("OFFERPOOL_PROGRESS", "0")
