@@ -36,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--agent-missed-heartbeats", type=int, default=5)
     m.add_argument("--offer-timeout", type=_positive, default=60.0, help="seconds; 0 disables")
     m.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
+    from substrate.master.ha import add_arguments as add_ha_arguments
+    add_ha_arguments(m)
 
     a = sub.add_parser("agent", help="run an agent in the foreground")
-    a.add_argument("--master", required=True, help="HOST:PORT of the master")
+    a.add_argument("--master", required=True, help="HOST:PORT or zk://HOST:PORT/PATH")
     a.add_argument("--host", default="127.0.0.1")
     a.add_argument("--port", type=int, default=0)
     a.add_argument("--work-dir", default=os.path.join(os.path.expanduser("~"), ".offerpool", "agent"))
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--agents", type=int, default=1)
 
     s = sub.add_parser("status", help="show a master's agents, frameworks and tasks")
-    s.add_argument("--master", default="127.0.0.1:5050")
+    s.add_argument("--master", default="127.0.0.1:5050", help="HOST:PORT or zk://HOST:PORT/PATH")
     s.add_argument("--json", action="store_true", help="print the raw /state JSON")
 
     r = sub.add_parser("run", help="run a shell command as N tasks and stream their output")
@@ -103,8 +105,9 @@ def _master(args: argparse.Namespace) -> int:
             print(f"master {master.core.master_id} on {master.address}; "
                   f"state at {master.http_url}/state", flush=True)
 
+    from substrate.master.ha import master_options
     return master_main(args.host, args.port, None if args.http_port < 0 else args.http_port,
-                       config, ready=ready)
+                       config, ready=ready, **master_options(args))
 
 
 def _parse_ports(text: str) -> tuple:
@@ -164,8 +167,14 @@ def _status(args: argparse.Namespace) -> int:
 
     from substrate.v1 import pb, rpc
 
+    from substrate.detector import MasterLocator
+    locator = MasterLocator(args.master)
     try:
-        with grpc.insecure_channel(args.master) as channel:
+        address = locator.resolve_blocking(timeout=10)
+    finally:
+        locator.close()
+    try:
+        with grpc.insecure_channel(address) as channel:
             reply = rpc.MasterStub(channel).GetState(pb.StateRequest(), timeout=10)
     except grpc.RpcError as exc:
         print(f"offerpool: cannot reach the master at {args.master}: {exc.code().name}",

@@ -24,7 +24,8 @@ from substrate.agent.config import AgentConfig
 from substrate.agent.core import AgentCore
 from substrate.agent.records import Executor, executor_event
 from substrate.agent.resources_probe import probe
-from substrate.errors import ClusterError, InvalidRequest
+from substrate.detector import MasterLocator
+from substrate.errors import ClusterError, ConnectionLost, InvalidRequest
 from substrate.v1 import pb, rpc
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class Agent:
         self._link: Optional[asyncio.Task] = None
         self._stopping = False
         self._stop_job: Optional[asyncio.Task] = None
+        #: Shared leader detection (many simulated agents in one process share one).
+        self.locator: Optional[MasterLocator] = None
 
     # ------------------------------------------------------------------ public surface
 
@@ -204,10 +207,26 @@ class Agent:
         limit = self.config.grpc_message_limit
         options = [("grpc.max_receive_message_length", limit),
                    ("grpc.max_send_message_length", limit)]
+        locator = self.locator or MasterLocator(self.config.master)
+        try:
+            await self._link_loop(locator, options)
+        finally:
+            if self.locator is None:
+                await asyncio.get_running_loop().run_in_executor(None, locator.close)
+
+    async def _link_loop(self, locator: MasterLocator, options: list) -> None:
+        backoff = _FIRST_BACKOFF
         while not self._stopping:
-            channel = grpc.aio.insecure_channel(self.config.master, options=options)
+            channel = None
+            follow = None
             try:
+                # zk:// masters: register with whoever leads, and move when that changes.
+                target = await locator.resolve(timeout=5.0)
+                channel = grpc.aio.insecure_channel(target, options=options)
                 call = rpc.MasterStub(channel).Agent()
+                if locator.is_zk:
+                    follow = asyncio.ensure_future(locator.wait_changed(target))
+                    follow.add_done_callback(lambda f, c=call: f.cancelled() or c.cancel())
                 await call.write(self.core.registration_call())
                 writer = asyncio.ensure_future(self._drain_outbox(call))
                 try:
@@ -221,7 +240,11 @@ class Agent:
                 finally:
                     writer.cancel()
             except asyncio.CancelledError:
-                raise
+                if follow is None or not follow.done() or follow.cancelled():
+                    raise
+                log.info("the leading master changed; re-registering")
+            except ConnectionLost as exc:
+                log.info("no leading master yet (%s); retrying in %.2f s", exc, backoff)
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
                 log.info("master %s unreachable (%s); retrying in %.2f s",
@@ -229,9 +252,12 @@ class Agent:
             except Exception:
                 log.exception("master link failed; retrying in %.2f s", backoff)
             finally:
+                if follow is not None:
+                    follow.cancel()
                 self.core.link_lost()
-                with contextlib.suppress(Exception):
-                    await channel.close(None)
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        await channel.close(None)
             if self._stopping:
                 break
             await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
