@@ -43,6 +43,7 @@ class ZkRegistry(CachedRegistry):
         self.path = path
         self.root = f"{path}/registry"
         self._epoch_version: Optional[int] = None
+        self._pending: list = []
         self.failed_writes = 0
 
     # -- loading and the epoch (blocking: called once, when a leader takes office)
@@ -103,9 +104,19 @@ class ZkRegistry(CachedRegistry):
         else:
             tx.set_data(node, data)
         result = tx.commit_async()
-        result.rawlink(lambda r, what=(op, node): self._done(r, what))
+        done = threading.Event()
+        self._pending.append(done)
+        if len(self._pending) > 1000:
+            self._pending = [d for d in self._pending if not d.is_set()]
+        result.rawlink(lambda r, what=(op, node): self._done(r, what, done))
 
-    def _done(self, result, what) -> None:
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every write so far has been answered (tests, orderly shutdown)."""
+        pending, self._pending = self._pending, []
+        for done in pending:
+            done.wait(timeout)
+
+    def _done(self, result, what, done: threading.Event) -> None:
         try:
             outcome = result.get_nowait()
         except Exception as exc:
@@ -115,6 +126,7 @@ class ZkRegistry(CachedRegistry):
             self.failed_writes += 1
             log.warning("registry write %s %s refused: %s", what[0], what[1],
                         ", ".join(type(b).__name__ for b in bad))
+        done.set()
 
     def _store(self, sub: str, name: str, data: bytes, existed: bool) -> None:
         self._write("set" if existed else "create", sub, name, data)
