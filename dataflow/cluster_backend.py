@@ -67,6 +67,7 @@ log = logging.getLogger("dataflow.cluster")
 
 _LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
 _HOSTPORT = re.compile(r"^[\w.\-]+:\d+$")
+_ZK = re.compile(r"^zk://[\w.\-]+:\d+(,[\w.\-]+:\d+)*(/[\w.\-]+)+/?$")
 REGISTER_TIMEOUT = 30.0
 
 
@@ -82,9 +83,11 @@ def parse_master(master: str) -> tuple[str, Any]:
     if _HOSTPORT.match(master):
         return "remote", master
     if master.startswith("zk://"):
-        raise BackendUnavailableError(
-            f"master {master!r}: ZooKeeper master discovery is not supported by dataflow yet; "
-            f"pass the leading master's 'HOST:PORT'")
+        # The substrate's driver finds and follows the leading master through ZooKeeper.
+        if not _ZK.match(master):
+            raise BackendUnavailableError(f"master {master!r}: expected "
+                                          f"'zk://HOST:PORT[,HOST:PORT]/PATH'")
+        return "remote", master
     raise BackendUnavailableError(f"unknown master {master!r}; expected 'inline', 'local', "
                                   f"'local[N]', 'HOST:PORT' or 'zk://...'")
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .checkpoint import read_checkpoint, write_checkpoint
 from .crossover import PMX, SBX, Crossover, TwoPoint
-from .errors import CheckpointError, ConfigError, DistributedUnavailable
+from .errors import CheckpointError, ConfigError
 from .island import SCHEMES, Island, Settings
 from .mutation import BitFlip, Mutation, Polynomial, Swap, UniformInt
 from .nsga2 import nondominated_fronts
@@ -61,9 +61,10 @@ def _check_master(master: str) -> None:
     if master == "inline":
         return
     if isinstance(master, str) and master.startswith("zk://"):
-        raise DistributedUnavailable(
-            f"master={master!r}: ZooKeeper master discovery is not available to frameworks "
-            f"yet; pass the leading master's 'HOST:PORT'")
+        # The substrate's driver finds (and follows) the leading master itself.
+        if not re.match(r"^zk://[\w.\-]+:\d+(,[\w.\-]+:\d+)*(/[\w.\-]+)+/?$", master):
+            raise ConfigError(f"master={master!r}: expected 'zk://HOST:PORT[,HOST:PORT]/PATH'")
+        return
     if isinstance(master, str) and _DISTRIBUTED.match(master):
         return
     raise ConfigError(f"master must be 'inline', 'local[N]', 'HOST:PORT' or 'zk://...', "

@@ -28,4 +28,4 @@ class CheckpointError(GeneticError):
 
 
 class DistributedUnavailable(GeneticError, NotImplementedError):
-    """A master form frameworks cannot reach yet (``"zk://..."``: pass ``"HOST:PORT"``)."""
+    """A master form frameworks cannot reach (kept for compatibility; ``"zk://..."`` works)."""

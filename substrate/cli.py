@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 from typing import Optional, Sequence
 
@@ -42,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="ROLE:cpus=N,mem=MiB", help="limit a role (repeatable)")
     m.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
     security_cli.add_server_arguments(m)
+    from substrate.master.ha import add_arguments as add_ha_arguments
+    add_ha_arguments(m)
 
     a = sub.add_parser("agent", help="run an agent in the foreground")
-    a.add_argument("--master", required=True, help="HOST:PORT of the master")
+    a.add_argument("--master", required=True, help="HOST:PORT or zk://HOST:PORT/PATH")
     a.add_argument("--host", default="127.0.0.1")
     a.add_argument("--port", type=int, default=0)
     a.add_argument("--work-dir", help="default: the agent.work_dir setting (~/.offerpool/agent)")
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--agents", type=int, default=1)
 
     s = sub.add_parser("status", help="show a master's agents, frameworks and tasks")
-    s.add_argument("--master", default="127.0.0.1:5050")
+    s.add_argument("--master", default="127.0.0.1:5050", help="HOST:PORT or zk://HOST:PORT/PATH")
     s.add_argument("--json", action="store_true", help="print the raw /state JSON")
 
     r = sub.add_parser("run", help="run a shell command as N tasks and stream their output")
@@ -124,8 +125,10 @@ def _master(args: argparse.Namespace) -> int:
             print(f"master {master.core.master_id} on {master.address}; "
                   f"dashboard at {master.http_url}/", flush=True)
 
+    from substrate.master.ha import master_options
     return master_main(args.host, args.port, None if args.http_port < 0 else args.http_port,
-                       config, ready=ready, security=security_cli.server_security_from_args(args))
+                       config, ready=ready, security=security_cli.server_security_from_args(args),
+                       **master_options(args))
 
 
 def _parse_ports(text: str) -> tuple:
@@ -191,9 +194,15 @@ def _status(args: argparse.Namespace) -> int:
     from substrate.security.client import Credentials, security_error
     from substrate.v1 import pb, rpc
 
+    from substrate.detector import MasterLocator
+    locator = MasterLocator(args.master)
+    try:
+        address = locator.resolve_blocking(timeout=10)
+    finally:
+        locator.close()
     creds = Credentials.from_environment()
     try:
-        with creds.channel(args.master) as channel:
+        with creds.channel(address) as channel:
             reply = rpc.MasterStub(channel).GetState(pb.StateRequest(), timeout=10,
                                                      metadata=creds.metadata)
     except grpc.RpcError as exc:

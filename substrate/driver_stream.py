@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, AsyncIterator
 import grpc
 
 from substrate import convert
+from substrate.detector import MasterLocator
+from substrate.errors import ConnectionLost
 from substrate.security.client import security_error
 from substrate.v1 import pb, rpc
 
@@ -38,23 +40,34 @@ class _Fatal(Exception):
 
 async def run_scheduler_stream(driver: "SchedulerDriver") -> None:
     """Keep a subscription alive until the driver stops or the master refuses it."""
+    locator = MasterLocator(driver.master)
+    try:
+        await _run(driver, locator)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, locator.close)
+
+
+async def _run(driver: "SchedulerDriver", locator: MasterLocator) -> None:
     from substrate.scheduler import _STOP
 
     backoff = 0.05
     lost_at = None
     epoch = 0
     while True:
-        channel = driver.credentials.aio_channel(driver.master, CHANNEL_OPTIONS)
+        channel = None
         stop_requested = False
         try:
-            stop_requested, epoch = await _session(driver, channel, epoch)
+            # zk:// masters: whoever leads now (waiting a little for an election).
+            target = await locator.resolve(timeout=min(5.0, driver.reconnect_timeout))
+            channel = driver.credentials.aio_channel(target, CHANNEL_OPTIONS)
+            stop_requested, epoch = await _session(driver, channel, epoch, locator, target)
             backoff = 0.05
             lost_at = None
         except _Fatal as exc:
             driver._fatal(str(exc))
             _callback(driver, "error", str(exc))
             stop_requested = True
-        except (grpc.RpcError, ConnectionError) as exc:
+        except (grpc.RpcError, ConnectionError, ConnectionLost) as exc:
             refused = security_error(exc, f"the master at {driver.master}") \
                 if isinstance(exc, grpc.RpcError) else None
             if refused is not None:  # wrong credentials or ACL: retrying cannot help
@@ -63,7 +76,8 @@ async def run_scheduler_stream(driver: "SchedulerDriver") -> None:
                 stop_requested = True
             log.debug("scheduler stream to %s broke: %s", driver.master, exc)
         finally:
-            await channel.close(grace=None)
+            if channel is not None:
+                await channel.close(grace=None)
         if stop_requested:
             return
         # Drain a stop request that arrived while disconnected.
@@ -91,44 +105,65 @@ async def run_scheduler_stream(driver: "SchedulerDriver") -> None:
         backoff = min(backoff * 2, 1.0)
 
 
-async def _session(driver: "SchedulerDriver", channel: grpc.aio.Channel,
-                   epoch: int) -> tuple[bool, int]:
+async def _session(driver: "SchedulerDriver", channel: grpc.aio.Channel, epoch: int,
+                   locator: MasterLocator, target: str) -> tuple[bool, int]:
     """One subscription; returns (stop requested, highest epoch seen)."""
     from substrate.scheduler import _STOP
 
     stub = rpc.MasterStub(channel)
     info = convert.framework_to_pb(driver.framework)
     info.id = driver.framework_id
-    stop_flag = {"stop": False}
+    state = {"stop": False, "epoch": max(epoch, driver._seen_epoch), "moved": False}
 
     async def calls() -> AsyncIterator["pb.Call"]:
-        yield pb.Call(type=pb.Call.SUBSCRIBE, subscribe=pb.Call.Subscribe(framework_info=info))
+        # Every call carries the newest epoch seen: a deposed master that gets one learns
+        # it was deposed and refuses it.
+        yield pb.Call(type=pb.Call.SUBSCRIBE, epoch=state["epoch"],
+                      subscribe=pb.Call.Subscribe(framework_info=info))
         while True:
             item = await driver._queue.get()
             if item is _STOP:
-                stop_flag["stop"] = True
+                state["stop"] = True
                 return
             item.framework_id = driver.framework_id
             if item.type == pb.Call.TEARDOWN:
                 # The master ends the stream once it has removed the framework; re-subscribing
                 # then would only be refused ("framework unknown").
-                stop_flag["stop"] = True
+                state["stop"] = True
+            item.epoch = state["epoch"]
             yield item
 
     stream = stub.Scheduler(calls(), metadata=driver.credentials.metadata)
+
+    async def follow_leader() -> None:
+        await locator.wait_changed(target)
+        state["moved"] = True
+        stream.cancel()  # the leader changed: subscribe with the new one
+
+    watcher = asyncio.ensure_future(follow_leader()) if locator.is_zk else None
     try:
         async for event in stream:
-            if event.epoch < epoch:
+            if event.epoch < state["epoch"]:
+                if event.type == pb.Event.SUBSCRIBED:
+                    raise ConnectionError(f"{target} is a deposed leader (epoch {event.epoch})")
                 continue  # a deposed leader's message
-            epoch = event.epoch
+            state["epoch"] = driver._seen_epoch = event.epoch
             _dispatch(driver, event)
-    except grpc.aio.AioRpcError as exc:
-        if stop_flag["stop"]:
-            return True, epoch
+    except asyncio.CancelledError:
+        if not state["moved"]:
+            raise
+        raise ConnectionError("the leading master changed") from None
+    except grpc.aio.AioRpcError:
+        if state["stop"]:
+            return True, state["epoch"]
         raise
     finally:
         stream.cancel()
-    return stop_flag["stop"], epoch
+        if watcher is not None:
+            watcher.cancel()
+    if state["moved"]:
+        raise ConnectionError("the leading master changed")
+    return state["stop"], state["epoch"]
 
 
 def _dispatch(driver: "SchedulerDriver", event: "pb.Event") -> None:

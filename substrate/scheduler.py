@@ -84,7 +84,8 @@ class SchedulerDriver:
     framework : FrameworkInfo
         Set ``framework.id`` to fail over to an existing framework.
     master : str
-        ``"host:port"`` of the master.
+        ``"host:port"`` of the master, or ``"zk://host:port[,host:port]/path"`` to find the
+        leading master through ZooKeeper and follow it when the leader changes.
     implicit_acknowledgements : bool
         Acknowledge each status update after ``status_update`` returns (default).
     reconnect_timeout : float
@@ -135,6 +136,7 @@ class SchedulerDriver:
         self._acks: list = []
         self._teardown = False
         self._subscriptions = 0
+        self._seen_epoch = 0  # highest leader epoch seen (master HA)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "SchedulerDriver":

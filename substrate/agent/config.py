@@ -28,7 +28,8 @@ class AgentConfig:
     Parameters
     ----------
     master : str
-        The master's ``host:port``. Empty: no master link (the agent is driven through
+        The master's ``host:port``, or ``zk://host:port[,host:port]/path`` to follow the
+        leader elected through ZooKeeper. Empty: no master link (the agent is driven through
         :meth:`Agent.handle_master_event`, as in unit tests).
     host : str
         Interface the agent's own gRPC server (executors connect to it) binds to.
@@ -144,8 +145,12 @@ class AgentConfig:
         poll = self.isolation_poll_interval
         if not isinstance(poll, (int, float)) or not math.isfinite(poll) or poll <= 0:
             raise InvalidRequest(f"isolation_poll_interval must be finite and > 0, got {poll!r}")
-        if self.master and ":" not in self.master:
-            raise InvalidRequest(f"master must be 'host:port', got {self.master!r}")
+        if self.master.startswith("zk://"):
+            from substrate.detector import parse_zk_url
+            parse_zk_url(self.master)
+        elif self.master and ":" not in self.master:
+            raise InvalidRequest(f"master must be 'host:port' or 'zk://host:port/path', "
+                                 f"got {self.master!r}")
         for k, v in self.attributes.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise InvalidRequest("attributes must map str to str")

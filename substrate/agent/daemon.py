@@ -31,10 +31,13 @@ from substrate.agent.core import AgentCore
 from substrate.agent.records import ExecutorKey, executor_event
 from substrate.agent.recovery import recover
 from substrate.agent.resources_probe import probe
-from substrate.errors import AccessDenied, AuthenticationError, ClusterError, InvalidRequest
+from substrate.detector import MasterLocator
+from substrate.errors import (
+    AccessDenied, AuthenticationError, ClusterError, ConnectionLost, InvalidRequest,
+)
+from substrate.ratelimit import TokenBucket
 from substrate.security.client import Credentials
 from substrate.security.server import ServerSecurity
-from substrate.ratelimit import TokenBucket
 from substrate.v1 import pb, rpc
 
 log = logging.getLogger(__name__)
@@ -181,6 +184,8 @@ class Agent:
         self._link: Optional[asyncio.Task] = None
         self._stopping = False
         self._stop_job: Optional[asyncio.Task] = None
+        #: Shared leader detection (many simulated agents in one process share one).
+        self.locator: Optional[MasterLocator] = None
 
     # ------------------------------------------------------------------ public surface
 
@@ -248,7 +253,7 @@ class Agent:
 
     async def _start(self, cfg: AgentConfig) -> None:
         self.security.check_bind(cfg.host, "agent")
-        if cfg.master:
+        if cfg.master and not cfg.master.startswith("zk://"):   # zk: checked per leader
             self.credentials.check_target(cfg.master)
         boot_id = checkpoint.read_boot_id(cfg.boot_id_file)
         self.recovery = recover(self.core, checkpoint.load(cfg.work_dir), cfg.recover, boot_id)
@@ -329,14 +334,29 @@ class Agent:
     # ------------------------------------------------------------------ master link
 
     async def _master_link(self) -> None:
-        backoff = _FIRST_BACKOFF
         limit = self.config.grpc_message_limit
         options = [("grpc.max_receive_message_length", limit),
                    ("grpc.max_send_message_length", limit)]
+        locator = self.locator or MasterLocator(self.config.master)
+        try:
+            await self._link_loop(locator, options)
+        finally:
+            if self.locator is None:
+                await asyncio.get_running_loop().run_in_executor(None, locator.close)
+
+    async def _link_loop(self, locator: MasterLocator, options: list) -> None:
+        backoff = _FIRST_BACKOFF
         while not self._stopping:
-            channel = self.credentials.aio_channel(self.config.master, options)
+            channel = None
+            follow = None
             try:
+                # zk:// masters: register with whoever leads, and move when that changes.
+                target = await locator.resolve(timeout=5.0)
+                channel = self.credentials.aio_channel(target, options)
                 call = rpc.MasterStub(channel).Agent(metadata=self.credentials.metadata)
+                if locator.is_zk:
+                    follow = asyncio.ensure_future(locator.wait_changed(target))
+                    follow.add_done_callback(lambda f, c=call: f.cancelled() or c.cancel())
                 await call.write(self.core.registration_call())
                 writer = asyncio.ensure_future(self._drain_outbox(call))
                 try:
@@ -350,7 +370,11 @@ class Agent:
                 finally:
                     writer.cancel()
             except asyncio.CancelledError:
-                raise
+                if follow is None or not follow.done() or follow.cancelled():
+                    raise
+                log.info("the leading master changed; re-registering")
+            except ConnectionLost as exc:
+                log.info("no leading master yet (%s); retrying in %.2f s", exc, backoff)
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
                 if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
@@ -362,9 +386,12 @@ class Agent:
             except Exception:
                 log.exception("master link failed; retrying in %.2f s", backoff)
             finally:
+                if follow is not None:
+                    follow.cancel()
                 self.core.link_lost()
-                with contextlib.suppress(Exception):
-                    await channel.close(None)
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        await channel.close(None)
             if self._stopping:
                 break
             await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation

@@ -186,6 +186,8 @@ def _reconcile(core: MasterCore, fw: FrameworkRecord, call: "pb.Call") -> None:
             statuses.append(_latest(fw, task))
     else:
         for item in call.reconcile.tasks:
+            if item.agent_id and item.agent_id in core.recovering:
+                continue  # its agent may still re-register with it: no answer yet (Mesos)
             task = fw.tasks.get(item.task_id)
             if task is not None:
                 statuses.append(_latest(fw, task))

@@ -50,6 +50,12 @@ class MasterConfig:
     min_allocatable: Resources = Resources(cpus=0.01, mem=32)
     #: Per-role limits on what the role's frameworks may hold (zero scalars: unlimited).
     quota: dict[str, Resources] = field(default_factory=dict)
+    #: After a master failover: how long admitted agents have to re-register before the
+    #: registry forgets them (Mesos: at least 10 minutes).
+    agent_reregister_timeout: float = 600.0
+    #: After a master failover: the least time a framework that was connected gets to
+    #: re-subscribe, whatever its own (possibly zero) failover timeout.
+    framework_reregister_grace: float = 30.0
 
 
 class MasterCore:
@@ -67,8 +73,11 @@ class MasterCore:
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  config: Optional[MasterConfig] = None, epoch: Optional[int] = None,
                  master_id: str = "", new_id: Optional[Callable[[str], str]] = None,
-                 registry: Optional[Registry] = None) -> None:
+                 registry: Optional[Registry] = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        # Failover deadlines cross processes in the registry, so they are wall-clock times.
+        self.wall_clock = wall_clock
         self.registry: Registry = registry or InMemoryRegistry()
         # Ids are random by default (unique across master failovers); tests inject a counter.
         self.new_id = new_id or (lambda prefix: f"{prefix}-{uuid.uuid4().hex[:12]}")
@@ -93,6 +102,60 @@ class MasterCore:
                          "tasks_invalid": 0, "status_updates": 0, "invalid_calls": 0}
         self._next_offer = 0
         self._last_framework_heartbeat = clock()
+        # Agents the registry admitted under an earlier leader that have not re-registered
+        # with this one yet: agent id -> monotonic deadline.
+        self.recovering: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ failover
+    def recover(self) -> None:
+        """Take over the registry's facts after a master (re)start.
+
+        Frameworks come back disconnected, with the failover deadline their previous leader
+        stored, or (if they were connected) their failover timeout counted from now, at least
+        :attr:`MasterConfig.framework_reregister_grace`. Admitted agents get
+        :attr:`MasterConfig.agent_reregister_timeout` to re-register; their tasks come back
+        with them. Role weights and quota are applied to the allocator.
+        """
+        now, wall = self.clock(), self.wall_clock()
+        for role, weight in self.registry.weights().items():
+            self.allocator.set_weight(role, weight)
+        for role, quota in self.registry.quotas().items():
+            self.allocator.set_quota(role, Resources.from_dict(quota))
+        for fid, rec in self.registry.frameworks().items():
+            if fid in self.frameworks:
+                continue
+            info = pb.FrameworkInfo(id=fid, name=rec.get("name", ""),
+                                    role=rec.get("role") or "*",
+                                    weight=float(rec.get("weight") or 1.0),
+                                    failover_timeout=float(rec.get("failover_timeout") or 0.0))
+            fw = FrameworkRecord(fid, info, connected=False, disconnected_at=now)
+            deadline = rec.get("deadline")
+            if deadline is None:
+                remaining = max(info.failover_timeout, self.config.framework_reregister_grace)
+                self.registry.set_failover_deadline(fid, wall + remaining)
+            else:
+                remaining = float(deadline) - wall
+            fw.failover_deadline = now + max(0.0, remaining)
+            self.frameworks[fid] = fw
+            self.allocator.add_framework(fid, info.role, info.weight)
+            self.allocator.deactivate_framework(fid)
+        for agent_id in self.registry.agents():
+            if agent_id not in self.agents:
+                self.recovering[agent_id] = now + self.config.agent_reregister_timeout
+        log.info("recovered %d frameworks and %d admitted agents (epoch %d)",
+                 len(self.frameworks), len(self.recovering), self.epoch)
+
+    def set_role_weight(self, role: str, weight: Optional[float]) -> None:
+        """Set (None: reset) a role's weight, durably."""
+        self.allocator.set_weight(role, 1.0 if weight is None else weight)
+        self.registry.set_weight(role, weight)
+        self.allocation_pending = True
+
+    def set_role_quota(self, role: str, quota: Optional[Resources]) -> None:
+        """Set (None: remove) a role's quota, durably."""
+        self.allocator.set_quota(role, quota)
+        self.registry.set_quota(role, None if quota is None else quota.to_dict())
+        self.allocation_pending = True
 
     # ------------------------------------------------------------------ sending
     def event(self, kind: int, **fields: object) -> "pb.Event":
@@ -137,8 +200,11 @@ class MasterCore:
             agent_id = self.new_id("agent")
         old = self.agents.get(agent_id)
         was_unreachable = self.unreachable.pop(agent_id, None) is not None
+        reported = {(ts.framework_id, ts.info.task_id) for ts in reg.tasks}
         if old is not None:
+            self._drop_unreported(old, reported)
             self._detach_agent(old)
+        self.recovering.pop(agent_id, None)
         info = pb.AgentInfo()
         info.CopyFrom(reg.info)
         info.id = agent_id
@@ -225,6 +291,23 @@ class MasterCore:
             fw = self.frameworks.get(task.framework_id)
             if fw is not None and task.state in TERMINAL:
                 fw.tasks.pop(task.task_id, None)
+
+    def _drop_unreported(self, old: AgentRecord, reported: set) -> None:
+        """Tasks this master launched on an agent that re-registers without them never
+        reached it (the launch was lost): they are LOST, or DROPPED for partition-aware
+        frameworks, so the scheduler may launch them again."""
+        for key, task in list(old.tasks.items()):
+            if key in reported or task.state in TERMINAL:
+                continue
+            fw = self.frameworks.get(task.framework_id)
+            if fw is None:
+                continue
+            state = State.DROPPED if fw.partition_aware else State.LOST
+            message = "the agent re-registered without this task (its launch was lost)"
+            task.record(state, State.RECONCILIATION, message, self.wall_clock())
+            self.send_status(fw.framework_id, self.master_status(
+                task, state, State.RECONCILIATION, message))
+            self._forget_task(task)
 
     def mark_unreachable(self, agent: AgentRecord) -> None:
         """Missed too many heartbeats: tasks become UNREACHABLE (partition-aware frameworks)
@@ -381,6 +464,11 @@ class MasterCore:
         for agent in list(self.agents.values()):
             if now - agent.last_heartbeat > timeout:
                 self.mark_unreachable(agent)
+        for agent_id, deadline in list(self.recovering.items()):
+            if now >= deadline:
+                log.warning("agent %s did not re-register after the failover", agent_id)
+                del self.recovering[agent_id]
+                self.registry.remove_agent(agent_id)
         for fw in list(self.frameworks.values()):
             if not fw.connected and fw.failover_deadline is not None and now >= fw.failover_deadline:
                 log.info("framework %s did not fail over in time; removing it", fw.framework_id)
@@ -438,7 +526,8 @@ class MasterCore:
         fw.connected = False
         fw.disconnected_at = self.clock()
         fw.failover_deadline = fw.disconnected_at + fw.info.failover_timeout
-        self.registry.set_failover_deadline(framework_id, time.time() + fw.info.failover_timeout)
+        self.registry.set_failover_deadline(framework_id,
+                                            self.wall_clock() + fw.info.failover_timeout)
         self.allocator.deactivate_framework(framework_id)
         for offer_id in list(fw.offers):
             self.rescind(offer_id)

@@ -39,7 +39,7 @@ class MasterHttp:
         self.registry.register(MasterCollector(core))
         # The dashboard reads sandboxes from agents as the master's own client principal.
         agents = self.security.client or Credentials.from_environment()
-        self.app = make_app(lambda: state_snapshot(core), self._authorize, [
+        self.app = make_app(lambda: state_snapshot(self.core), self._authorize, [
             web.get("/state", self._state),
             web.get("/metrics", self._metrics),
             web.get("/health", self._health),

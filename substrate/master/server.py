@@ -14,6 +14,7 @@ from typing import Optional
 import grpc
 
 from substrate.master.core import MasterConfig, MasterCore
+from substrate.master.registry import Registry
 from substrate.master.http import MasterHttp
 from substrate.master.service import MasterService
 from substrate.master.wire import add_master_service
@@ -48,17 +49,47 @@ class Master:
     config : MasterConfig, optional
     security : ServerSecurity, optional
         Credentials, ACLs and TLS; default: none, which only a loopback ``host`` allows.
+    registry : Registry, optional
+        Where the durable facts live (default: in memory). A master with a registry that
+        already holds facts (``SqliteRegistry`` after a restart) recovers them.
+    zk : str, optional
+        ``zk://hosts/path``: contend for leadership there (the registry is then kept in
+        ZooKeeper and ``registry`` must not be given); serve only while leading.
+    zk_session_timeout : float
+        ZooKeeper session timeout, seconds: how soon a dead leader is replaced.
+    advertise_host : str, optional
+        Host name published to clients in ZooKeeper (default: ``host``).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: Optional[int] = 0,
                  config: Optional[MasterConfig] = None,
-                 security: Optional[ServerSecurity] = None) -> None:
+                 security: Optional[ServerSecurity] = None, *,
+                 registry: Optional[Registry] = None, zk: str = "",
+                 zk_session_timeout: float = 10.0, advertise_host: Optional[str] = None) -> None:
+        from substrate.master.ha import Leadership
+
         self.host, self.port, self.http_port = host, port, http_port
         self.security = security or ServerSecurity()
-        self.core = MasterCore(time.monotonic, config)
+        self.config = config or MasterConfig()
+        self.leadership: Optional[Leadership] = None
+        if zk:
+            if registry is not None:
+                raise ValueError("a ZooKeeper master keeps its registry in ZooKeeper")
+            self.leadership = Leadership(self, zk, zk_session_timeout, advertise_host)
+            self.core = self.leadership.placeholder()
+        else:
+            self.core = MasterCore(time.monotonic, self.config, registry=registry)
+            if registry is not None:
+                self.core.recover()
         self.service = MasterService(self.core, self.security)
+        self.service.leading = not zk
         self.server: Optional[grpc.aio.Server] = None
         self.http: Optional[MasterHttp] = None
+
+    @property
+    def leading(self) -> bool:
+        """True while this master serves (always, without ZooKeeper)."""
+        return self.service.leading
 
     @property
     def address(self) -> str:
@@ -78,15 +109,29 @@ class Master:
             raise OSError(f"could not bind the master to {self.host}:{self.port}")
         self.port = bound
         await self.server.start()
-        self.service.start_timers()
+        if self.service.leading:
+            self.service.start_timers()
         if self.http_port is not None:
             self.http = MasterHttp(self.core, asyncio.get_running_loop(), self.host,
                                    self.http_port, security=self.security)
             await self.http.start()
             self.service.dashboard_url = self.http.url
+        if self.leadership is not None:
+            await self.leadership.start()
         log.info("master %s listening on %s", self.core.master_id, self.address)
 
+    def use_core(self, core: MasterCore) -> None:
+        """Point the service and the HTTP endpoints at ``core`` (a new term of office)."""
+        self.core = core
+        if self.http is not None:
+            self.http.core = core
+            for collector in list(getattr(self.http.registry, "_collector_to_names", {})):
+                if hasattr(collector, "core"):
+                    collector.core = core
+
     async def stop(self, grace: float = 0.5) -> None:
+        if self.leadership is not None:
+            self.leadership.close()
         await self.service.close()
         if self.server is not None:
             await self.server.stop(grace)
@@ -96,11 +141,11 @@ class Master:
 
 def main(host: str = "127.0.0.1", port: int = 5050, http_port: Optional[int] = 5051,
          config: Optional[MasterConfig] = None, ready=None,
-         security: Optional[ServerSecurity] = None) -> int:
-    """Run a master in the foreground until SIGINT or SIGTERM."""
+         security: Optional[ServerSecurity] = None, **ha) -> int:
+    """Run a master in the foreground until SIGINT or SIGTERM (``ha``: see :class:`Master`)."""
 
     async def run() -> None:
-        master = Master(host, port, http_port, config, security)
+        master = Master(host, port, http_port, config, security, **ha)
         await master.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

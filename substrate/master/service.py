@@ -51,6 +51,11 @@ class MasterService(rpc.MasterServicer):
         self._allocation_scheduled = False
         self._tick_task: Optional[asyncio.Task] = None
         self.dashboard_url = ""
+        # Master HA: a standby (or deposed) master serves no streams. ``on_stale`` is set by
+        # an elected master; a client that has seen a newer epoch than ours proves that we
+        # were deposed, and we step down at once.
+        self.leading = True
+        self.on_stale: Optional[Callable[[], None]] = None
 
     # ------------------------------------------------------------------ plumbing
     def start_timers(self) -> None:
@@ -61,6 +66,40 @@ class MasterService(rpc.MasterServicer):
             self._tick_task.cancel()
         for conn in list(self.frameworks.values()) + list(self.agents.values()):
             conn.queue.put_nowait(_CLOSE)
+
+    def lead(self, core: MasterCore) -> None:
+        """Serve ``core`` (this master was elected)."""
+        self.core = core
+        self.leading = True
+        self.start_timers()
+        self.flush()
+
+    def step_down(self, placeholder: MasterCore) -> None:
+        """Stop serving: close every stream without telling the old core (which must not
+        touch the registry or anyone again) and keep ``placeholder`` for ``/state``."""
+        from substrate.master.registry import InMemoryRegistry
+
+        self.leading = False
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            self._tick_task = None
+        old, self.core = self.core, placeholder
+        old.registry = InMemoryRegistry()  # fence: a deposed core writes nowhere durable
+        old.outbox.clear()
+        conns = list(self.frameworks.values()) + list(self.agents.values())
+        self.frameworks.clear()
+        self.agents.clear()
+        for conn in conns:
+            conn.queue.put_nowait(_CLOSE)
+
+    def _stale(self, epoch: int) -> bool:
+        """True (and step down) when a client has seen a newer leader epoch than ours."""
+        if epoch > self.core.epoch and self.on_stale is not None:
+            log.warning("a client has seen epoch %d > ours (%d): we were deposed",
+                        epoch, self.core.epoch)
+            self.on_stale()
+            return True
+        return False
 
     async def _ticker(self) -> None:
         cfg = self.core.config
@@ -138,6 +177,9 @@ class MasterService(rpc.MasterServicer):
             return
         except DecodeError as exc:   # bytes that are no Call: a clear refusal, not UNKNOWN
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed Call: {exc}")
+        if not self.leading or self._stale(first.epoch):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leading master")
+            return
         if first.type != pb.Call.SUBSCRIBE:
             yield core.event(pb.Event.ERROR, error=pb.Event.Error(
                 message="the first call must be SUBSCRIBE", call_type=first.type, fatal=True))
@@ -176,6 +218,8 @@ class MasterService(rpc.MasterServicer):
             async for call in request_iterator:
                 if self.frameworks.get(fid) is not conn:
                     return
+                if self._stale(call.epoch):
+                    return
                 try:
                     handle_call(core, fid, call)
                 except InvalidRequest as exc:
@@ -209,6 +253,9 @@ class MasterService(rpc.MasterServicer):
             return
         except DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed AgentCall: {exc}")
+        if not self.leading or self._stale(first.epoch):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leading master")
+            return
         if first.type not in (pb.AgentCall.REGISTER, pb.AgentCall.REREGISTER):
             return
         try:
@@ -244,6 +291,8 @@ class MasterService(rpc.MasterServicer):
             async for call in request_iterator:
                 if self.agents.get(aid) is not conn or aid not in core.agents:
                     break
+                if self._stale(call.epoch):
+                    break
                 if call.epoch > core.epoch:
                     log.warning("agent %s has seen a newer master epoch", aid)
                 try:
@@ -271,6 +320,8 @@ class MasterService(rpc.MasterServicer):
     # ------------------------------------------------------------------ operator
     async def DrainAgent(self, request: "pb.DrainAgentRequest",
                          context: grpc.aio.ServicerContext) -> "pb.DrainAgentResponse":
+        if not self.leading:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leading master")
         try:
             self.security.authorize(self.security.principal(context), "drain_agents")
         except (AccessDenied, AuthenticationError) as exc:
@@ -294,10 +345,14 @@ class MasterService(rpc.MasterServicer):
             self.security.authorize(self.security.principal(context), "view_state")
         except (AccessDenied, AuthenticationError) as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-        return pb.StateResponse(json=json.dumps(state_snapshot(self.core)))
+        state = state_snapshot(self.core)
+        state["leading"] = self.leading
+        return pb.StateResponse(json=json.dumps(state))
 
     async def Teardown(self, request: "pb.TeardownRequest",
                        context: grpc.aio.ServicerContext) -> "pb.TeardownResponse":
+        if not self.leading:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leading master")
         fw = self.core.frameworks.get(request.framework_id)
         if fw is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,

@@ -109,9 +109,9 @@ def test_not_pair_error_type():
     assert issubclass(NotPairError, TypeError) and issubclass(NotPairError, DataflowError)
 
 
-def test_zookeeper_masters_are_not_supported_yet():
-    with pytest.raises(BackendUnavailableError, match="ZooKeeper"):
-        Context("zk://h:2181/x")
+def test_malformed_zookeeper_master_is_a_clear_error():
+    with pytest.raises(BackendUnavailableError, match="zk://HOST:PORT"):
+        Context("zk://h:2181")
 
 
 def test_unreachable_cluster_master_is_a_clear_error(monkeypatch):

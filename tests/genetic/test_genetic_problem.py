@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import genetic
-from genetic import ConfigError, DistributedUnavailable, FitnessError, ProblemError
+from genetic import ConfigError, FitnessError, ProblemError
 
 
 def test_spaces():
@@ -86,19 +86,12 @@ ONEMAX = genetic.Problem(genome=genetic.bits(20), fitness="onemax")
     (dict(scheme="mu_plus_lambda", crossover=genetic.TwoPoint(0.8),
           mutation=genetic.BitFlip(0.5)), ConfigError, "<= 1"),
     (dict(max_evaluations=-1), ConfigError, "max_evaluations"),
-    (dict(master="zk://zk1:2181/offerpool"), DistributedUnavailable, "not available"),
+    (dict(master="zk://zk1:2181"), ConfigError, "zk://HOST:PORT"),
     (dict(master="nonsense master"), ConfigError, "master must be"),
 ])
 def test_bad_evolve_settings(kwargs, err, match):
     with pytest.raises(err, match=match):
         genetic.evolve(ONEMAX, **kwargs)
-
-
-def test_distributed_error_is_not_implemented_and_genetic():
-    with pytest.raises(NotImplementedError):
-        genetic.evolve(ONEMAX, master="zk://zk1:2181/offerpool")
-    with pytest.raises(genetic.GeneticError):
-        genetic.evolve(ONEMAX, master="zk://zk1:2181/offerpool")
 
 
 def test_roulette_needs_maximised_fitness():
