@@ -91,11 +91,19 @@ def forget_missing(core: "MasterCore", agent: "AgentRecord", candidates: Iterabl
         if (fw is None or task.state in TERMINAL or fw.tasks.get(task.task_id) is not task
                 or key in agent.tasks or key in ended):
             continue
-        state = State.GONE if fw.partition_aware else State.LOST
-        message = f"agent {agent.agent_id} re-registered without this task"
-        task.record(state, State.AGENT_RESTARTED, message, time.time())
-        core.send_status(fw.framework_id,
-                         core.master_status(task, state, State.AGENT_RESTARTED, message))
+        if task.state == State.STAGING:
+            # Never reported by the agent: the launch itself was lost (a master failover or a
+            # lost message), so the scheduler may simply launch it again.
+            state = State.DROPPED if fw.partition_aware else State.LOST
+            reason = State.RECONCILIATION
+            message = (f"agent {agent.agent_id} re-registered without this task "
+                       f"(its launch was lost)")
+        else:
+            state = State.GONE if fw.partition_aware else State.LOST
+            reason = State.AGENT_RESTARTED
+            message = f"agent {agent.agent_id} re-registered without this task"
+        task.record(state, reason, message, time.time())
+        core.send_status(fw.framework_id, core.master_status(task, state, reason, message))
         core.forget_task(task)
 
 

@@ -200,9 +200,7 @@ class MasterCore:
             agent_id = self.new_id("agent")
         old = self.agents.get(agent_id)
         was_unreachable = self.unreachable.pop(agent_id, None) is not None
-        reported = {(ts.framework_id, ts.info.task_id) for ts in reg.tasks}
         if old is not None:
-            self._drop_unreported(old, reported)
             self._detach_agent(old)
         self.recovering.pop(agent_id, None)
         info = pb.AgentInfo()
@@ -291,23 +289,6 @@ class MasterCore:
             fw = self.frameworks.get(task.framework_id)
             if fw is not None and task.state in TERMINAL:
                 fw.tasks.pop(task.task_id, None)
-
-    def _drop_unreported(self, old: AgentRecord, reported: set) -> None:
-        """Tasks this master launched on an agent that re-registers without them never
-        reached it (the launch was lost): they are LOST, or DROPPED for partition-aware
-        frameworks, so the scheduler may launch them again."""
-        for key, task in list(old.tasks.items()):
-            if key in reported or task.state in TERMINAL:
-                continue
-            fw = self.frameworks.get(task.framework_id)
-            if fw is None:
-                continue
-            state = State.DROPPED if fw.partition_aware else State.LOST
-            message = "the agent re-registered without this task (its launch was lost)"
-            task.record(state, State.RECONCILIATION, message, self.wall_clock())
-            self.send_status(fw.framework_id, self.master_status(
-                task, state, State.RECONCILIATION, message))
-            self._forget_task(task)
 
     def mark_unreachable(self, agent: AgentRecord) -> None:
         """Missed too many heartbeats: tasks become UNREACHABLE (partition-aware frameworks)
