@@ -187,6 +187,10 @@ def test_scheduler_that_never_returns_has_its_tasks_killed_at_the_deadline_acros
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
         fid = json.loads(sched.stdout.readline())["framework_id"]
+        # RUNNING is reported once the task's process is spawned, maybe before its shell
+        # has written the pid
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30,
+                 "the task to write its pid")
         task_pid = int(pidfile.read_text())
         sched.kill()                       # the scheduler dies and never comes back
         sched.wait(20)
