@@ -405,6 +405,8 @@ class Agent:
                     writer.cancel()
             except (asyncio.CancelledError, _LeaderMoved):
                 if follow is None or not follow.done() or follow.cancelled():
+                    if follow is not None:
+                        follow.cancel()
                     raise
                 log.info("the leading master changed; re-registering")
             except ConnectionLost as exc:
