@@ -47,8 +47,10 @@ from tests.zookeeper import ZooKeeperServer, available  # noqa: E402
 
 #: The real agent's reconnection backoff (``substrate.agent``): first delay and default cap.
 FIRST_BACKOFF, MAX_BACKOFF = 0.05, 2.0
+#: A registration unanswered this long is retried on a fresh connection (grpc.aio in this
+#: process sometimes never completes an operation; such retries are counted and printed).
 REGISTER_DEADLINE = 2.0
-ERRORS: dict = {}
+ERRORS: dict = {}  # exception name -> count, for the current run
 TASK = Resources(cpus=1, mem=32)
 
 
@@ -91,7 +93,7 @@ async def _unless(op, follow: asyncio.Future, deadline: Optional[float] = None):
     ``call.cancel()`` (done when ``follow`` fires) does not always complete a pending
     ``write`` or ``read`` of grpc.aio: with hundreds of streams on one loop some never
     return, and the agent would wait forever. So the operation is raced against ``follow``
-    and abandoned if the leader changes first.
+    (and ``deadline``) and abandoned if the leader changes first.
     """
     task = asyncio.ensure_future(op)
     done, _ = await asyncio.wait({task, follow}, timeout=deadline,
@@ -105,7 +107,7 @@ async def _unless(op, follow: asyncio.Future, deadline: Optional[float] = None):
 
 
 class Fleet:
-    """All simulated agents on this loop, sharing one leader detector and a channel pool."""
+    """All simulated agents on this loop, sharing one leader detector."""
 
     def __init__(self, n: int, cpus: float, locator: MasterLocator) -> None:
         self.agents = [SimAgent(i, cpus) for i in range(n)]
@@ -123,10 +125,12 @@ class Fleet:
         """Like a real agent's link: a connection of its own per attempt, closed after it,
         exponential backoff between failed attempts, and a move as soon as the leader
         changes."""
-        backoff = FIRST_BACKOFF
+        backoff, last = FIRST_BACKOFF, ""
         while True:
             agent.phase = "resolve"
             target = await self.locator.resolve(60)
+            if target != last:  # a new leader: the backoff grown against the old one is moot
+                backoff, last = FIRST_BACKOFF, target
             # A distinct channel argument per agent: gRPC would otherwise share one TCP
             # connection between all channels to the same target.
             channel = grpc.aio.insecure_channel(target, options=[

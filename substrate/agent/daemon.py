@@ -379,13 +379,17 @@ class Agent:
                 await asyncio.get_running_loop().run_in_executor(None, locator.close)
 
     async def _link_loop(self, locator: MasterLocator, options: list) -> None:
-        backoff = _FIRST_BACKOFF
+        backoff, last_target = _FIRST_BACKOFF, ""
         while not self._stopping:
             channel = None
             follow = None
             try:
                 # zk:// masters: register with whoever leads, and move when that changes.
                 target = await locator.resolve(timeout=5.0)
+                if target != last_target:
+                    # A new leader (that may not have taken office yet): retry it at the
+                    # first backoff, not at one grown against the master that died.
+                    backoff, last_target = _FIRST_BACKOFF, target
                 channel = self.credentials.aio_channel(target, options)
                 call = rpc.MasterStub(channel).Agent(metadata=self.credentials.metadata)
                 if locator.is_zk:
