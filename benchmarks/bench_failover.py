@@ -2,7 +2,7 @@
 
 A real ZooKeeper and two real ``offerpool master --zk`` processes; ``--agents`` simulated
 agents, lightweight clients multiplexed on one asyncio loop in this process, each with its own
-real gRPC ``Master.Agent`` stream (50 streams per HTTP/2 connection), following the leader
+real gRPC ``Master.Agent`` stream on a connection of its own, following the leader
 through ZooKeeper like real agents do; one real scheduler driver (``zk://``) that launches
 ``--tasks`` tasks, which the simulated agents report RUNNING. Then the leader is killed and
 we time:
@@ -28,8 +28,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from typing import Optional
 
 import grpc
 
@@ -44,17 +44,23 @@ from substrate.detector import LeaderDetector, MasterLocator  # noqa: E402
 from substrate.v1 import pb, rpc  # noqa: E402
 from tests.zookeeper import ZooKeeperServer, available  # noqa: E402
 
-STREAMS_PER_CHANNEL = 50
+#: The real agent's reconnection backoff (``substrate.agent``): first delay and default cap.
+FIRST_BACKOFF, MAX_BACKOFF = 0.05, 2.0
+#: A registration unanswered this long is retried on a fresh connection (grpc.aio in this
+#: process sometimes never completes an operation; such retries are counted and printed).
+REGISTER_DEADLINE = 2.0
+ERRORS: dict = {}  # exception name -> count, for the current run
 TASK = Resources(cpus=1, mem=32)
 
 
 class SimAgent:
     """One simulated agent: registers, reports launched tasks RUNNING, re-registers them."""
 
-    __slots__ = ("index", "agent_id", "epoch", "tasks", "cpus")
+    __slots__ = ("index", "agent_id", "epoch", "tasks", "cpus", "phase")
 
     def __init__(self, index: int, cpus: float) -> None:
         self.index, self.cpus = index, cpus
+        self.phase = "start"  # what it waits on (printed when a run stalls)
         self.agent_id, self.epoch = "", 0
         self.tasks: dict = {}  # task id -> (framework id, TaskInfo)
 
@@ -72,45 +78,80 @@ class SimAgent:
         return call
 
 
+class StalledCall(Exception):
+    """A registration not answered within ``REGISTER_DEADLINE``."""
+
+
+class LeaderChanged(Exception):
+    """The leader changed while a stream operation was pending."""
+
+
+async def _unless(op, follow: asyncio.Future, deadline: Optional[float] = None):
+    """Await a stream operation unless the leader changes first.
+
+    ``call.cancel()`` (done when ``follow`` fires) does not always complete a pending
+    ``write`` or ``read`` of grpc.aio: with hundreds of streams on one loop some never
+    return, and the agent would wait forever. So the operation is raced against ``follow``
+    (and ``deadline``) and abandoned if the leader changes first.
+    """
+    task = asyncio.ensure_future(op)
+    done, _ = await asyncio.wait({task, follow}, timeout=deadline,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        return task.result()
+    task.cancel()
+    if follow in done:
+        raise LeaderChanged()
+    raise StalledCall()
+
+
 class Fleet:
-    """All simulated agents on this loop, sharing one leader detector and a channel pool."""
+    """All simulated agents on this loop, sharing one leader detector."""
 
     def __init__(self, n: int, cpus: float, locator: MasterLocator) -> None:
         self.agents = [SimAgent(i, cpus) for i in range(n)]
         self.locator = locator
-        self.channels: dict = {}
         self.registered: dict = {}     # epoch -> count
         self.full: dict = {}           # epoch -> asyncio.Event (all agents registered)
         self.full_at: dict = {}        # epoch -> monotonic time
         self.tasks: dict = {}          # epoch -> tasks re-registered
         self.first_at: dict = {}       # epoch -> monotonic time of its first REGISTERED
 
-    def channel(self, target: str, index: int):
-        pool = self.channels.setdefault(target, {})
-        slot = index // STREAMS_PER_CHANNEL
-        if slot not in pool:
-            pool[slot] = grpc.aio.insecure_channel(target)
-        return pool[slot]
-
     def event(self, epoch: int) -> asyncio.Event:
         return self.full.setdefault(epoch, asyncio.Event())
 
     async def run_agent(self, agent: SimAgent) -> None:
+        """Like a real agent's link: a connection of its own per attempt, closed after it,
+        exponential backoff between failed attempts, and a move as soon as the leader
+        changes."""
+        backoff, last = FIRST_BACKOFF, ""
         while True:
+            agent.phase = "resolve"
             target = await self.locator.resolve(60)
-            call = rpc.MasterStub(self.channel(target, agent.index)).Agent()
+            if target != last:  # a new leader: the backoff grown against the old one is moot
+                backoff, last = FIRST_BACKOFF, target
+            # A distinct channel argument per agent: gRPC would otherwise share one TCP
+            # connection between all channels to the same target.
+            channel = grpc.aio.insecure_channel(target, options=[
+                ("offerpool.bench.agent", agent.index)])
             follow = asyncio.ensure_future(self.locator.wait_changed(target))
-            follow.add_done_callback(lambda f, c=call: f.cancelled() or c.cancel())
             try:
-                await call.write(agent.registration())
+                call = rpc.MasterStub(channel).Agent()
+                follow.add_done_callback(lambda f, c=call: f.cancelled() or c.cancel())
+                answered = False  # REGISTERED received on this stream
+                agent.phase = f"write {target}"
+                await _unless(call.write(agent.registration()), follow, REGISTER_DEADLINE)
                 while True:
-                    ev = await call.read()
+                    agent.phase = f"read {target}"
+                    ev = await _unless(call.read(), follow,
+                                       None if answered else REGISTER_DEADLINE)
                     if ev is grpc.aio.EOF:
                         break
                     if ev.epoch < agent.epoch:
                         continue
                     agent.epoch = ev.epoch
                     if ev.type == pb.AgentEvent.REGISTERED:
+                        answered, backoff = True, FIRST_BACKOFF
                         agent.agent_id = ev.registered.agent_id
                         count = self.registered.get(ev.epoch, 0) + 1
                         self.registered[ev.epoch] = count
@@ -129,15 +170,23 @@ class Fleet:
                                 task_id=task.task_id, state=pb.TaskStatus.RUNNING,
                                 source=pb.TaskStatus.AGENT, agent_id=agent.agent_id,
                                 framework_id=fid, uuid=os.urandom(16), timestamp=time.time())
-                        await call.write(update)
-            except (grpc.RpcError, asyncio.CancelledError, Exception):
+                        await _unless(call.write(update), follow)
+            except (grpc.RpcError, asyncio.CancelledError, Exception) as exc:
                 # (a stream cancelled under a pending write raises grpc's own usage errors)
                 if asyncio.current_task().cancelling():
+                    follow.cancel()
+                    await channel.close(None)
                     raise  # the benchmark is over
-                if not follow.done():
-                    await asyncio.sleep(0.05)  # the master went away: retry shortly
-            finally:
-                follow.cancel()
+                key = type(exc).__name__
+                ERRORS[key] = ERRORS.get(key, 0) + 1
+            # (not awaited: closing waits for the calls that grpc may never complete)
+            asyncio.ensure_future(channel.close(None))
+            if not follow.done():
+                # the master went away: retry after a backoff, or at once on a new leader
+                agent.phase = "backoff"
+                await asyncio.wait({follow}, timeout=backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            follow.cancel()
 
 
 class Launcher(Scheduler):
@@ -191,10 +240,12 @@ def start_master(url: str, session_timeout: float, log) -> tuple:
     return proc, info["address"]
 
 
-def get_state(address: str) -> dict:
-    with grpc.insecure_channel(address, options=[
+async def get_state(address: str) -> dict:
+    # grpc.aio, like the fleet: the synchronous stack and grpc.aio in one process can stall
+    async with grpc.aio.insecure_channel(address, options=[
             ("grpc.max_receive_message_length", 256 << 20)]) as channel:
-        return json.loads(rpc.MasterStub(channel).GetState(pb.StateRequest(), timeout=60).json)
+        reply = await rpc.MasterStub(channel).GetState(pb.StateRequest(), timeout=60)
+        return json.loads(reply.json)
 
 
 async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout: float,
@@ -223,7 +274,7 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
         line = await loop.run_in_executor(None, sched.stdout.readline)
         if line.strip() != "running":
             raise RuntimeError(f"the scheduler did not get its tasks running: {line!r}")
-        epoch = get_state(leader)["epoch"]
+        epoch = (await get_state(leader))["epoch"]
         _say(f"{agents} agents registered, {tasks} tasks running at epoch {epoch}; killing the leader")
 
         t0 = time.monotonic()
@@ -240,16 +291,25 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
             except asyncio.TimeoutError:
                 print(f"  ... {fleet.registered.get(epoch + 1, 0)} of {agents} agents "
                       f"re-registered", file=sys.stderr, flush=True)
+                late = [a for a in fleet.agents if a.epoch <= epoch]
+                phases: dict = {}
+                for a in late:
+                    phases[a.phase] = phases.get(a.phase, 0) + 1
+                print(f"  ... errors {ERRORS}; not re-registered: {phases}; agent indexes "
+                      f"{[a.index for a in late][:20]}", file=sys.stderr, flush=True)
         t_full = fleet.full_at[epoch + 1]
-        while not all(f["connected"] for f in get_state(new.address)["frameworks"]):
+        while not all(f["connected"] for f in (await get_state(new.address))["frameworks"]):
             await asyncio.sleep(0.02)  # polling the new leader's view of the scheduler
         t_sched = time.monotonic()
-        st = get_state(new.address)
+        st = await get_state(new.address)
         n_tasks = sum(len(f["tasks"]) for f in st["frameworks"])
+        stalled = ERRORS.get("StalledCall", 0)
+        ERRORS.clear()
         if len(st["agents"]) != agents or n_tasks != tasks:
             raise RuntimeError(f"new leader has {len(st['agents'])} agents, {n_tasks} tasks")
         return {"setup_register": setup_register, "total": t_full - t0,
                 "scheduler": t_sched - t0, "tasks_reregistered": fleet.tasks[epoch + 1],
+                "stalled": stalled,
                 # the new leader's first REGISTERED: it is in office (election, bounded below
                 # by the session timeout); from there to the last one: re-registration
                 "election": fleet.first_at[epoch + 1] - t0,
@@ -261,9 +321,6 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
         for r in runners:
             r.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
-        for pool in fleet.channels.values():
-            for ch in pool.values():
-                await ch.close()
         detector.close()
         for p in (first, second):
             if p.poll() is None:
@@ -297,7 +354,8 @@ def main() -> int:
             r = results[-1]
             print(f"  run: election {r['election']:.2f} s + re-registration "
                   f"{r['reregistration']:.2f} s = {r['total']:.2f} s; scheduler back "
-                  f"{r['scheduler']:.2f} s; {r['tasks_reregistered']} tasks re-registered",
+                  f"{r['scheduler']:.2f} s; {r['tasks_reregistered']} tasks re-registered; "
+                  f"{r['stalled']} stalled registration attempts retried",
                   flush=True)
     finally:
         zk.stop()

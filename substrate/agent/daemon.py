@@ -42,6 +42,40 @@ from substrate.v1 import pb, rpc
 
 log = logging.getLogger(__name__)
 _FIRST_BACKOFF = 0.05
+
+
+class _LeaderMoved(Exception):
+    """The leading master changed while a stream operation was pending."""
+
+
+async def _unless_moved(op, follow: Optional["asyncio.Future"]):
+    """Await a stream operation, giving it up if ``follow`` (a change of leader) fires first.
+
+    Cancelling the call when the leader changes does not always complete an operation
+    grpc.aio has pending (seen with many streams per process, a write queued on a channel
+    to the dead master): the link would then wait forever. Racing the two cannot hang.
+    """
+    if follow is None:
+        return await op
+    task = asyncio.ensure_future(op)
+    try:
+        done, _ = await asyncio.wait({task, follow}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise _LeaderMoved()
+
+
+#: Channel closings in progress (asyncio keeps only weak references to tasks).
+_CLOSING: set = set()
+
+
+async def _close_quietly(channel) -> None:
+    with contextlib.suppress(Exception):
+        await channel.close(None)
 #: AF_UNIX paths are limited to 108 bytes with the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -345,23 +379,27 @@ class Agent:
                 await asyncio.get_running_loop().run_in_executor(None, locator.close)
 
     async def _link_loop(self, locator: MasterLocator, options: list) -> None:
-        backoff = _FIRST_BACKOFF
+        backoff, last_target = _FIRST_BACKOFF, ""
         while not self._stopping:
             channel = None
             follow = None
             try:
                 # zk:// masters: register with whoever leads, and move when that changes.
                 target = await locator.resolve(timeout=5.0)
+                if target != last_target:
+                    # A new leader (that may not have taken office yet): retry it at the
+                    # first backoff, not at one grown against the master that died.
+                    backoff, last_target = _FIRST_BACKOFF, target
                 channel = self.credentials.aio_channel(target, options)
                 call = rpc.MasterStub(channel).Agent(metadata=self.credentials.metadata)
                 if locator.is_zk:
                     follow = asyncio.ensure_future(locator.wait_changed(target))
                     follow.add_done_callback(lambda f, c=call: f.cancelled() or c.cancel())
-                await call.write(self.core.registration_call())
+                await _unless_moved(call.write(self.core.registration_call()), follow)
                 writer = asyncio.ensure_future(self._drain_outbox(call))
                 try:
                     while True:
-                        event = await call.read()
+                        event = await _unless_moved(call.read(), follow)
                         if event is grpc.aio.EOF:
                             log.warning("the master closed the agent stream")
                             break
@@ -369,8 +407,10 @@ class Agent:
                         self.core.handle_master_event(event)
                 finally:
                     writer.cancel()
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, _LeaderMoved):
                 if follow is None or not follow.done() or follow.cancelled():
+                    if follow is not None:
+                        follow.cancel()
                     raise
                 log.info("the leading master changed; re-registering")
             except ConnectionLost as exc:
@@ -386,16 +426,28 @@ class Agent:
             except Exception:
                 log.exception("master link failed; retrying in %.2f s", backoff)
             finally:
-                if follow is not None:
-                    follow.cancel()
                 self.core.link_lost()
                 if channel is not None:
-                    with contextlib.suppress(Exception):
-                        await channel.close(None)
-            if self._stopping:
-                break
-            await asyncio.sleep(backoff)  # backoff between attempts, not synchronisation
-            backoff = min(backoff * 2, max(self.config.reconnect_backoff_max, _FIRST_BACKOFF))
+                    # Not awaited: closing waits for calls that grpc.aio may never complete.
+                    closing = asyncio.ensure_future(_close_quietly(channel))
+                    _CLOSING.add(closing)
+                    closing.add_done_callback(_CLOSING.discard)
+            try:
+                if self._stopping:
+                    break
+                if follow is not None and follow.done() and not follow.cancelled():
+                    backoff = _FIRST_BACKOFF  # a new leader: go there at once
+                    continue
+                # Backoff between attempts (not synchronisation); a new leader ends it early,
+                # so that a failover is not stretched by a backoff grown against the old one.
+                if follow is not None:
+                    await asyncio.wait({follow}, timeout=backoff)
+                else:
+                    await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max(self.config.reconnect_backoff_max, _FIRST_BACKOFF))
+            finally:
+                if follow is not None:
+                    follow.cancel()
 
     async def _drain_outbox(self, call) -> None:
         outbox = self.core.outbox
