@@ -67,7 +67,6 @@ log = logging.getLogger("dataflow.cluster")
 
 _LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
 _HOSTPORT = re.compile(r"^[\w.\-]+:\d+$")
-_ZK = re.compile(r"^zk://[\w.\-]+:\d+(,[\w.\-]+:\d+)*(/[\w.\-]+)+/?$")
 REGISTER_TIMEOUT = 30.0
 
 
@@ -84,10 +83,11 @@ def parse_master(master: str) -> tuple[str, Any]:
         return "remote", master
     if master.startswith("zk://"):
         # The substrate's driver finds and follows the leading master through ZooKeeper.
-        if not _ZK.match(master):
-            raise BackendUnavailableError(f"master {master!r}: expected "
-                                          f"'zk://HOST:PORT[,HOST:PORT]/PATH'")
-        return "remote", master
+        try:
+            return "remote", substrate.check_master_address(master)
+        except substrate.InvalidRequest as exc:
+            raise BackendUnavailableError(f"master {master!r}: {exc}; expected "
+                                          f"'zk://HOST:PORT[,HOST:PORT]/PATH'") from None
     raise BackendUnavailableError(f"unknown master {master!r}; expected 'inline', 'local', "
                                   f"'local[N]', 'HOST:PORT' or 'zk://...'")
 

@@ -62,8 +62,12 @@ def _check_master(master: str) -> None:
         return
     if isinstance(master, str) and master.startswith("zk://"):
         # The substrate's driver finds (and follows) the leading master itself.
-        if not re.match(r"^zk://[\w.\-]+:\d+(,[\w.\-]+:\d+)*(/[\w.\-]+)+/?$", master):
-            raise ConfigError(f"master={master!r}: expected 'zk://HOST:PORT[,HOST:PORT]/PATH'")
+        from substrate import InvalidRequest, check_master_address
+        try:
+            check_master_address(master)
+        except InvalidRequest as exc:
+            raise ConfigError(f"master={master!r}: {exc}; expected "
+                              f"'zk://HOST:PORT[,HOST:PORT]/PATH'") from None
         return
     if isinstance(master, str) and _DISTRIBUTED.match(master):
         return

@@ -13,6 +13,7 @@ Examples
 True
 """
 from substrate.config import default_master
+from substrate.detector import check_master_address
 from substrate.errors import (
     AccessDenied, AuthenticationError, ClusterError, ConnectionLost, InvalidRequest,
     PayloadRejected, RemoteError, ResourceError, SubscriptionError, SubstrateError,
@@ -41,6 +42,7 @@ __all__ = [
     "Source", "SubscriptionError", "SubstrateError", "TERMINAL_STATES", "TaskInfo", "TaskState",
     "TaskStatus", "iter_agent_file", "read_agent_file",
     # batch pipelines: fetcher URIs, code and file shipping, the configured master
-    "FetchURI", "ShippingError", "apply_manifest", "default_master", "shipment", "shipped_file",
+    "FetchURI", "ShippingError", "apply_manifest", "check_master_address", "default_master",
+    "shipment", "shipped_file",
     "sync_from_driver",
 ]
