@@ -111,7 +111,37 @@ def process_start_time(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-class ChildProcess:
+class GroupProcess:
+    """Waiting for, terminating and killing a process group led by a process whose exit
+    resolves ``exited``; subclasses say how to signal the group."""
+
+    exited: asyncio.Future
+
+    def signal_group(self, sig: int) -> bool:
+        raise NotImplementedError
+
+    async def wait(self) -> Optional[int]:
+        """Wait for the leader to exit and return its return code (None if unknown)."""
+        return await asyncio.shield(self.exited)
+
+    async def terminate(self, grace: float) -> Optional[int]:
+        """SIGTERM the group, SIGKILL it after ``grace`` seconds if the leader is still alive."""
+        if not self.exited.done():
+            self.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), grace)
+            except asyncio.TimeoutError:
+                self.signal_group(signal.SIGKILL)
+        code = await self.wait()
+        self.signal_group(signal.SIGKILL)  # stragglers that survived their leader
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once."""
+        self.signal_group(signal.SIGKILL)
+
+
+class ChildProcess(GroupProcess):
     """A spawned child in its own session and process group, with an awaitable exit.
 
     Create with :func:`spawn`. ``exited`` resolves to the ``Popen`` return code (negative for a
@@ -162,26 +192,6 @@ class ChildProcess:
             return True
         except (ProcessLookupError, PermissionError):
             return False
-
-    async def wait(self) -> int:
-        """Wait for the child to exit and return its return code."""
-        return await asyncio.shield(self.exited)
-
-    async def terminate(self, grace: float) -> int:
-        """SIGTERM the group, SIGKILL it after ``grace`` seconds if the child is still alive."""
-        if not self.exited.done():
-            self.signal_group(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(self.exited), grace)
-            except asyncio.TimeoutError:
-                self.signal_group(signal.SIGKILL)
-        code = await self.wait()
-        self.signal_group(signal.SIGKILL)  # stragglers that survived their leader
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL the whole group at once."""
-        self.signal_group(signal.SIGKILL)
 
     # ------------------------------------------------------------------ exit watching
 

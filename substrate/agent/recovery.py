@@ -23,12 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from substrate.agent.checkpoint import decode
-from substrate.agent.processes import process_start_time
+from substrate.agent.processes import GroupProcess, process_start_time
 from substrate.agent.records import TERMINAL, Executor, Task
 from substrate.v1 import pb
 
@@ -41,7 +40,7 @@ S = pb.TaskStatus
 POLL_INTERVAL = 0.5
 
 
-class AdoptedProcess:
+class AdoptedProcess(GroupProcess):
     """A process a previous agent started: watched through a pidfd (or polling), not reaped.
 
     ``exited`` resolves to None (the exit status went to whoever reaped it). An adopted
@@ -83,22 +82,6 @@ class AdoptedProcess:
             return True
         except (ProcessLookupError, PermissionError):
             return False
-
-    async def wait(self) -> None:
-        return await asyncio.shield(self.exited)
-
-    async def terminate(self, grace: float) -> None:
-        if not self.exited.done():
-            self.signal_group(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(self.exited), grace)
-            except asyncio.TimeoutError:
-                self.signal_group(signal.SIGKILL)
-        await self.wait()
-        self.signal_group(signal.SIGKILL)
-
-    def kill(self) -> None:
-        self.signal_group(signal.SIGKILL)
 
     def _watch(self) -> None:
         pidfd_open = getattr(os, "pidfd_open", None)

@@ -14,8 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from substrate import LocalCluster
-from tests.batch.test_submit import HELPER, JOB, _assert_ran, _env, offerpool
+from tests.batch.test_submit import JOB, _assert_ran, _env, make_job, offerpool
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -27,23 +26,9 @@ if "--gate" in sys.argv:
 ''' + JOB
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with LocalCluster(agents=2, cpus=2, mem=2048, processes=True,
-                      work_dir=str(tmp_path_factory.mktemp("agents"))) as c:
-        yield c
-
-
 @pytest.fixture
 def job(tmp_path):
-    d = tmp_path / "job"
-    d.mkdir()
-    (d / "helper.py").write_text(HELPER)
-    (d / "job.py").write_text(GATED_JOB)
-    (d / "factor.txt").write_text("10")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    return d, elsewhere, tmp_path / "state"
+    return make_job(tmp_path, GATED_JOB)
 
 
 def record(state: Path, driver_id: str) -> dict:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from substrate import LocalCluster
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -51,23 +50,22 @@ print("ATTEMPT", attempt)
 '''
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with LocalCluster(agents=2, cpus=2, mem=2048, processes=True,
-                      work_dir=str(tmp_path_factory.mktemp("agents"))) as c:
-        yield c
-
-
-@pytest.fixture
-def job(tmp_path):
+def make_job(tmp_path: Path, script: str) -> tuple[Path, Path, Path]:
+    """A job folder (``job.py`` importing ``helper.py``, a data file), another folder to
+    submit from, and the state directory."""
     d = tmp_path / "job"
     d.mkdir()
     (d / "helper.py").write_text(HELPER)
-    (d / "job.py").write_text(JOB)
+    (d / "job.py").write_text(script)
     (d / "factor.txt").write_text("10")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     return d, elsewhere, tmp_path / "state"
+
+
+@pytest.fixture
+def job(tmp_path):
+    return make_job(tmp_path, JOB)
 
 
 def _env(state: Path) -> dict:
