@@ -68,6 +68,10 @@ log = logging.getLogger("dataflow.cluster")
 _LOCAL = re.compile(r"^local(\[(\d+|\*)\])?$")
 _HOSTPORT = re.compile(r"^[\w.\-]+:\d+$")
 REGISTER_TIMEOUT = 30.0
+#: How long the master keeps our executors when the stream to it breaks: a transient break
+#: (a loaded machine, a master failover) re-subscribes and goes on; a driver that died for
+#: good (a killed kernel) has its executors killed at this deadline.
+FAILOVER_TIMEOUT = 20.0
 
 
 def parse_master(master: str) -> tuple[str, Any]:
@@ -133,7 +137,8 @@ class ClusterBackend(TaskBackend):
         self._executor_info = self._make_executor_info(memory_budget)
         self.scheduler = _OfferScheduler(self)
         self.driver = substrate.SchedulerDriver(
-            self.scheduler, substrate.FrameworkInfo(name=f"dataflow: {app_name}"[:200]), address)
+            self.scheduler, substrate.FrameworkInfo(name=f"dataflow: {app_name}"[:200],
+                                                   failover_timeout=FAILOVER_TIMEOUT), address)
         if self.max_executors is not None:  # start the processes now, in the background
             for _ in range(self.max_executors):
                 self._state.pending.append(_Pending(f"warm-{next(self._ids)}", None, b""))

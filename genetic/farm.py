@@ -237,7 +237,7 @@ class FarmEvaluator:
 def run_farm(run: Any, master: str, go_args: dict[str, Any], *, batch_size: int = 64,
              island_cpus: float | None = None, t0: float | None = None) -> Any:
     """Run the inline engine with evaluations farmed out to executors of ``master``."""
-    from .framework import REGISTER_TIMEOUT, _local_slots
+    from .framework import FAILOVER_TIMEOUT, REGISTER_TIMEOUT, _local_slots
     t0 = time.perf_counter() if t0 is None else t0
     if batch_size < 1:
         raise ConfigError("batch_size must be >= 1")
@@ -253,7 +253,8 @@ def run_farm(run: Any, master: str, go_args: dict[str, Any], *, batch_size: int 
             address = cluster.master
         else:
             address = master
-        driver = SchedulerDriver(sched, FrameworkInfo(name=f"genetic farm: {original!r}"[:200]),
+        driver = SchedulerDriver(sched, FrameworkInfo(name=f"genetic farm: {original!r}"[:200],
+                                                      failover_timeout=FAILOVER_TIMEOUT),
                                  address)
         sched.driver = driver
         driver.start()

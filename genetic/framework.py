@@ -74,6 +74,9 @@ _LOCAL = re.compile(r"^local(?:\[(\d+)\])?$")
 MAX_RELAUNCHES = 5
 #: Seconds to wait for the master to accept the framework.
 REGISTER_TIMEOUT = 30.0
+#: How long the master keeps the islands when the stream to it breaks: a transient break
+#: re-subscribes and the run goes on; a driver gone for good loses its islands at this deadline.
+FAILOVER_TIMEOUT = 20.0
 EXECUTOR_CPUS = 0.01
 EXECUTOR_MEM = 32.0
 
@@ -574,7 +577,8 @@ def run_distributed(run: Any, master: str, *, generations: int, synchronous: boo
             sched._event("cluster_started")
         else:
             address = master
-        driver = SchedulerDriver(sched, FrameworkInfo(name=f"genetic: {run.problem!r}"[:200]),
+        driver = SchedulerDriver(sched, FrameworkInfo(name=f"genetic: {run.problem!r}"[:200],
+                                                      failover_timeout=FAILOVER_TIMEOUT),
                                  address)
         driver.start()
         try:

@@ -64,6 +64,7 @@ async def _run(driver: "SchedulerDriver", locator: MasterLocator) -> None:
             backoff = 0.05
             lost_at = None
         except _Fatal as exc:
+            log.warning("the master at %s ended the subscription: %s", driver.master, exc)
             driver._fatal(str(exc))
             _callback(driver, "error", str(exc))
             stop_requested = True
@@ -74,7 +75,10 @@ async def _run(driver: "SchedulerDriver", locator: MasterLocator) -> None:
                 driver._error = refused
                 _callback(driver, "error", str(refused))
                 stop_requested = True
-            log.debug("scheduler stream to %s broke: %s", driver.master, exc)
+            # A warning: a break is survivable only within the framework's failover timeout,
+            # and when it is not, this line says why the driver went away.
+            log.warning("scheduler stream to %s broke: %s", driver.master,
+                        exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc)
         finally:
             if channel is not None:
                 await channel.close(grace=None)

@@ -512,6 +512,8 @@ class MasterCore:
         self.allocator.deactivate_framework(framework_id)
         for offer_id in list(fw.offers):
             self.rescind(offer_id)
+        log.info("framework %s disconnected; it has %.1f s to fail over", framework_id,
+                 fw.info.failover_timeout)
         if fw.info.failover_timeout <= 0:
             self.remove_framework(framework_id)
 

@@ -30,6 +30,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 RELAUNCH = {TaskState.LOST, TaskState.DROPPED, TaskState.UNKNOWN, TaskState.GONE}
 
 
+def assert_launched_once(markers, ids) -> None:
+    """Each task wrote its marker exactly once. RUNNING is reported when the shell starts,
+    before its ``echo`` lands, so wait for the files first."""
+    wait_for(lambda: all((markers / tid).exists() and (markers / tid).read_text().strip()
+                         for tid in ids), 30, "every task's marker")
+    for tid in ids:
+        assert len((markers / tid).read_text().split()) == 1, tid
+
+
 class Launcher(Scheduler):
     """Launches each task id it is given once per report that the task is gone; a launched
     task appends its pid to ``markers/<task id>`` so a double launch shows as two lines."""
@@ -151,8 +160,7 @@ def test_leader_killed_mid_launch_new_leader_reconciles_no_task_runs_twice(clust
         running = [t["id"] for f in leader_state["frameworks"] for t in f["tasks"]
                    if t["state"] == "RUNNING"]
         assert sorted(running) == sorted(ids)
-        for tid in ids:  # launched exactly once
-            assert len((markers / tid).read_text().split()) == 1, tid
+        assert_launched_once(markers, ids)
         # An offer made by the dead leader is refused cleanly by the new one.
         driver.launch_tasks(stale_offer, [TaskInfo("stale", "x", Resources(cpus=0.1, mem=16),
                                                    command=CommandInfo("true", shell=True))])
@@ -308,8 +316,7 @@ def test_single_master_with_sqlite_registry_restarts_and_reconciles_lost_launche
         st = state(address)
         assert st["epoch"] == 2
         assert [f["id"] for f in st["frameworks"]] == [driver.framework_id]
-        for tid in ids:
-            assert len((markers / tid).read_text().split()) == 1, tid
+        assert_launched_once(markers, ids)
     finally:
         driver.stop()
         agent.terminate()
