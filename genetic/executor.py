@@ -11,7 +11,8 @@ scheduler in frames of :mod:`genetic.protocol`:
   a few times a second, so fast islands do not flood the master);
 - ``emigrants`` every ``migration_interval`` generations in synchronous mode, after which the
   island waits for the ``immigrants`` frame of the same epoch (asking again with ``want`` if
-  it is slow to come). In asynchronous mode migrants do not go through the scheduler at all:
+  it is slow to come; messages are best effort, so a scheduler that never got some island's
+  emigrants answers ``want`` with a ``resend`` to that island). In asynchronous mode migrants do not go through the scheduler at all:
   each island writes its latest emigrants to a file in the framework directory on its agent
   and, every epoch, reads its sources' files (directly on the same agent, with
   :func:`substrate.read_agent_file` from another one), importing each source's emigrants once.
@@ -83,6 +84,9 @@ class IslandRunner:
         self.peers: dict[int, str] = {}         # island -> its agent's address (async mode)
         self.seen: dict[int, int] = {}          # island -> last epoch of its emigrants taken
         self.wrote = False
+        # synchronous mode: the emigrants frame of the epoch this island waits on, resent
+        # when the scheduler says it never arrived
+        self.emigrants: tuple[int, bytes] | None = None
 
     # -- messages from the scheduler (callback thread) ---------------------------------------
 
@@ -95,6 +99,10 @@ class IslandRunner:
         elif kind == "stop":
             self.stop.set()
             self.inbox.put((-1, None))  # type: ignore[arg-type]
+        elif kind == "resend":
+            sent = self.emigrants
+            if sent is not None and sent[0] == int(header["epoch"]):
+                self.send(sent[1])
 
     # -- the loop (worker thread) -------------------------------------------------------------
 
@@ -133,8 +141,10 @@ class IslandRunner:
             g = island.generation
             epoch = g % interval == 0
             if epoch and exchange and plan["synchronous"]:
-                self.send(encode("emigrants", {"island": index, "epoch": g},
-                                 pack_population(island.export_migrants(migrants))))
+                frame = encode("emigrants", {"island": index, "epoch": g},
+                               pack_population(island.export_migrants(migrants)))
+                self.emigrants = (g, frame)
+                self.send(frame)
                 self._immigrate(island, g, True)
             elif epoch and exchange:
                 self._exchange_files(island, g, migrants, plan, spec.get("topology", "ring"))

@@ -263,11 +263,7 @@ class GeneticScheduler(Scheduler):
                             self._send(driver, slot, self.delivered[slot.index][epoch])
                 else:                            # migrants go island to island, through files
                     slot.address = str(info.get("address", ""))
-                    peers = encode("peers", {"addresses": {
-                        str(s.index): s.address for s in self.slots
-                        if s.phase == "running" and s.address}})
-                    for s in self.slots:
-                        self._send(driver, s, peers)
+                    self._send_peers(driver)
                 if self.stopped_by is not None:
                     self._send(driver, slot, encode("stop"))
                 self._progress()
@@ -348,11 +344,38 @@ class GeneticScheduler(Scheduler):
                 elif kind == "state":
                     self._state(slot, header, arrays)
                 elif kind == "want":
-                    frame = self.delivered[slot.index].get(int(header["epoch"]))
-                    if frame is not None:
-                        self._send(driver, slot, frame)
+                    self._want(driver, slot, int(header["epoch"]))
             except Exception as exc:  # noqa: BLE001 - a bad frame fails the run, not the driver
                 self._fail(GeneticError(f"bad message from island {slot.index}: {exc!r}"))
+
+    def _want(self, driver: SchedulerDriver, slot: _Slot, epoch: int) -> None:
+        """An island still waits for its immigrants of ``epoch``: send them again, or, when
+        the epoch cannot be routed yet because an emigrants frame was lost (messages are best
+        effort: a broken scheduler stream drops them), ask the missing islands to resend."""
+        frame = self.delivered[slot.index].get(epoch)
+        if frame is not None:
+            self._send(driver, slot, frame)
+        elif epoch not in self.routed:
+            have = self.pending_mig.get(epoch, {})
+            for other in self.slots:
+                if other.index not in have:
+                    self._send(driver, other, encode("resend", {"epoch": epoch}))
+
+    def reregistered(self, driver: SchedulerDriver, master_id: str) -> None:
+        """Back after a broken stream: what was sent meanwhile was dropped, so tell the
+        islands again where their peers are and, if the run was stopped, to stop."""
+        with self.lock:
+            if not self.plan.synchronous:
+                self._send_peers(driver)
+            if self.stopped_by is not None:
+                for slot in self.slots:
+                    self._send(driver, slot, encode("stop"))
+
+    def _send_peers(self, driver: SchedulerDriver) -> None:
+        peers = encode("peers", {"addresses": {
+            str(s.index): s.address for s in self.slots if s.phase == "running" and s.address}})
+        for s in self.slots:
+            self._send(driver, s, peers)
 
     def _stats(self, driver: SchedulerDriver, slot: _Slot, header: dict[str, Any]) -> None:
         first = not any(e["event"] == "first_generation" for e in self.events)
