@@ -6,8 +6,8 @@ is. Which processes the file system lets through is the choice made here:
 
 * ``work_dir/run/executors.sock`` -- the agent's own user's executors (every executor when
   tasks do not switch users). The socket is ``0600``, so only the agent's user can connect.
-  ``run/`` is ``0700``, or ``0711`` when the agent runs as root and serves other users, so
-  that they can pass through it to their own directory below (never list it).
+  ``run/`` is ``0700`` -- ``0711`` once the agent serves another user, so that user can pass
+  through it to its own directory below (never list it).
 * ``work_dir/run/users/<uid>/executors.sock`` -- the executors of one other user. Opened the
   first time an executor of that user is launched (and again after an agent restart, for the
   executors it recovers), by a server of its own bound to the same service. The directory
@@ -85,7 +85,7 @@ class ExecutorSockets:
         """Serve the main socket; returns its ``unix:<path>``."""
         check_length(self.socket)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o711 if os.geteuid() == 0 else 0o700)
+        os.chmod(self.run_dir, 0o700)
         await self._serve(None, self.socket)
         os.chmod(self.socket, 0o600)
         return f"unix:{self.socket}"
@@ -104,6 +104,7 @@ class ExecutorSockets:
             if user.uid in self.servers:
                 return f"unix:{sock}"
             check_length(sock)
+            os.chmod(self.run_dir, 0o711)   # let the user pass, not list
             users_dir = sock.parent.parent
             users_dir.mkdir(exist_ok=True)
             os.chmod(users_dir, 0o711)
