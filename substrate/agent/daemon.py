@@ -133,7 +133,8 @@ class _ExecutorService(rpc.AgentServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         try:
             path = files.resolve(self.core.config.work_dir, request)
-            for chunk in files.read_chunks(path, request.offset, request.length):
+            area = str(files.area_of(self.core.config.work_dir, request))
+            for chunk in files.read_chunks(path, request.offset, request.length, area):
                 await context.write(chunk)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

@@ -242,3 +242,25 @@ def test_python_executor_runs_as_the_user(open_dir):
             assert owner(h.sandbox("ex-1") / "registered") == "nobody"
     assert EXECUTOR_PROGRAM.exists()
     run(body(), timeout=90)
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_not_read(tmp_path):
+    # A task's user owns its sandbox and may swap a checked file for a link before the read.
+    from substrate.agent import files
+    from substrate.errors import InvalidRequest
+
+    area = tmp_path / "box"
+    (area / "sub").mkdir(parents=True)
+    (area / "f").write_text("mine")
+    (area / "sub" / "passwd").write_text("mine too")
+    checked = [area / "f", area / "sub" / "passwd"]
+    assert [b"".join(c.data for c in files.read_chunks(p, 0, -1, str(area)))
+            for p in checked] == [b"mine", b"mine too"]
+    (area / "f").unlink()
+    (area / "f").symlink_to("/etc/passwd")
+    (area / "sub" / "passwd").unlink()
+    (area / "sub").rmdir()
+    (area / "sub").symlink_to("/etc")
+    for path in checked:
+        with pytest.raises(InvalidRequest):
+            list(files.read_chunks(path, 0, -1, str(area)))
