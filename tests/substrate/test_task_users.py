@@ -187,14 +187,7 @@ def test_executor_of_another_user_gets_a_socket_only_that_user_reaches(open_dir)
             task.executor.command.value = "env > env.txt; exec sleep 60"
             task.executor.command.shell = True
             h.run_tasks(task, user="nobody")
-            env_file = h.sandbox("sh-ex") / "env.txt"
-            deadline = asyncio.get_running_loop().time() + 20
-            while not (env_file.exists() and "SUBSTRATE_EXECUTOR_TOKEN" in env_file.read_text()):
-                assert asyncio.get_running_loop().time() < deadline, "executor never started"
-                await asyncio.sleep(0.02)   # another process's file: nothing announces it
-            assert owner(env_file) == "nobody"
-            env = dict(line.split("=", 1) for line in env_file.read_text().splitlines()
-                       if "=" in line)
+            env = await _executor_env(h, "sh-ex")
             endpoint = env["SUBSTRATE_AGENT_ENDPOINT"]
             own_sock = endpoint[len("unix:"):]
             main_sock = h.agent.executor_endpoint[len("unix:"):]
@@ -216,6 +209,44 @@ def test_executor_of_another_user_gets_a_socket_only_that_user_reaches(open_dir)
             h.shutdown_framework()
             await h.expect_status("t", S.KILLED)
     run(body())
+
+
+def test_a_restarted_agent_serves_its_recovered_executors_users_again(open_dir):
+    async def body():
+        first = Harness(open_dir, executor_registration_timeout=60.0)
+        await first.__aenter__()
+        try:
+            task = pb.TaskInfo(task_id="t", agent_id="agent-1")
+            task.executor.executor_id = "sh-ex"
+            task.executor.command.value = "env > env.txt; exec sleep 60"
+            task.executor.command.shell = True
+            first.run_tasks(task, user="nobody")
+            env = await _executor_env(first, "sh-ex")
+        finally:
+            await first.agent.stop(kill_executors=False)
+        sock = Path(env["SUBSTRATE_AGENT_ENDPOINT"][len("unix:"):])
+        assert not sock.exists() or as_user("nobody", can_connect(str(sock))) != 0
+        async with Harness(open_dir, executor_registration_timeout=60.0) as h:
+            assert "1 executors adopted" in h.agent.recovery
+            assert as_user("nobody", can_connect(str(sock))) == 0
+            sub = pb.ExecutorCall(type=pb.ExecutorCall.SUBSCRIBE)
+            sub.subscribe.framework_id, sub.subscribe.executor_id = FRAMEWORK_ID, "sh-ex"
+            sub.subscribe.token = env["SUBSTRATE_EXECUTOR_TOKEN"]
+            assert (await _first_event(f"unix:{sock}", sub)).type == pb.ExecutorEvent.SUBSCRIBED
+            h.shutdown_framework()
+            await h.expect_status("t", S.KILLED)
+    run(body())
+
+
+async def _executor_env(h: Harness, executor_id: str) -> dict:
+    """The environment a shell 'executor' wrote to its sandbox once it started."""
+    env_file = h.sandbox(executor_id) / "env.txt"
+    deadline = asyncio.get_running_loop().time() + 20
+    while not (env_file.exists() and "SUBSTRATE_EXECUTOR_TOKEN" in env_file.read_text()):
+        assert asyncio.get_running_loop().time() < deadline, "executor never started"
+        await asyncio.sleep(0.02)   # another process's file: nothing announces it
+    assert owner(env_file) == "nobody"
+    return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
 
 
 async def _first_event(endpoint: str, call: pb.ExecutorCall) -> pb.ExecutorEvent:
