@@ -108,6 +108,8 @@ class Launcher:
                      extra: dict[str, str], user: Optional[TaskUser] = None) -> dict[str, str]:
         env = dict(os.environ)
         if user is not None:
+            # The agent's own credentials (its master link) are not the user's to see.
+            env = {k: v for k, v in env.items() if not k.startswith("OFFERPOOL_")}
             env.update(user.environment())
         env.update(command.environment)
         shared = framework_dir(self.core.config.work_dir, fid)

@@ -282,7 +282,7 @@ def become_argv(user: "TaskUser") -> list[str]:
                                 "(util-linux), which is not installed")
     groups = ",".join(str(g) for g in user.groups)
     return [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}",
-            f"--groups={groups}" if groups else "--clear-groups", "--"]
+            f"--groups={groups}" if groups else "--clear-groups", "--inh-caps=-all", "--"]
 
 
 def spawn(command: "pb.CommandInfo", sandbox: Path, env: Mapping[str, str],

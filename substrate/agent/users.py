@@ -202,7 +202,13 @@ def can_execute(program: str, cwd: Path, path_env: str, user: TaskUser) -> None:
     if not path.exists():
         raise FileNotFoundError(f"no such file: {program!r}")
     real = Path(os.path.realpath(path))
-    for directory in reversed(real.parents):
+    ways = list(reversed(real.parents))
+    inside = os.path.realpath(cwd)
+    if not os.path.isabs(program) and os.path.commonpath([inside, real]) == inside:
+        # Relative to the working directory the program starts in: only the way down from
+        # there counts (the sandbox's own parents need not be open to the user).
+        ways = [d for d in ways if os.path.commonpath([inside, d]) == inside]
+    for directory in ways:
         if not _allowed(directory.stat(), user, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
             raise PermissionError(f"user {user.name!r} cannot reach {program!r}: no search "
                                   f"permission on {directory}")

@@ -41,17 +41,21 @@ def out(h: Harness, name: str, fid: str = FRAMEWORK_ID) -> str:
     return (h.sandbox(name, fid) / "stdout").read_text()
 
 
-def test_command_runs_as_the_framework_user_and_owns_its_sandbox(open_dir):
+def test_command_runs_as_the_framework_user_and_owns_its_sandbox(open_dir, monkeypatch):
+    monkeypatch.setenv("OFFERPOOL_TOKEN", "the-agents-own-secret")
+
     async def body():
         async with Harness(open_dir) as h:
             h.run_tasks(command_task("who", "/usr/bin/id", shell=False, arguments=["-un"]),
                         command_task("home", 'echo "$HOME $USER"; id -G; touch mine; '
-                                             'mkdir ro && touch ro/f && chmod 500 ro'),
+                                             'mkdir ro && touch ro/f && chmod 500 ro; '
+                                             'echo "${OFFERPOOL_TOKEN:-no token}"'),
                         user="nobody")
             await h.expect_status("who", S.FINISHED)
             await h.expect_status("home", S.FINISHED)
             assert out(h, "who") == "nobody\n"
-            home, groups = out(h, "home").splitlines()
+            home, groups, token = out(h, "home").splitlines()
+            assert token == "no token"
             assert home == f"{pwd.getpwnam('nobody').pw_dir} nobody"
             assert groups.split() == [str(g) for g in
                                       os.getgrouplist("nobody", pwd.getpwnam("nobody").pw_gid)]
