@@ -28,7 +28,9 @@ from substrate.agent.files import framework_dir
 from substrate.agent.isolation import Container, Limits
 from substrate.agent.processes import ChildProcess, describe_exit, is_safe_id, sandbox_path, spawn
 from substrate.agent.records import TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event
-from substrate.agent.users import TaskUser, UserRefused, hand_over, resolve as resolve_user
+from substrate.agent.users import (
+    TaskUser, UserRefused, hand_over, let_through, resolve as resolve_user,
+)
 from substrate.resources import Resources
 from substrate.v1 import pb
 
@@ -115,6 +117,7 @@ class Launcher:
         shared = framework_dir(self.core.config.work_dir, fid)
         shared.mkdir(parents=True, exist_ok=True)
         if user is not None:     # one framework, one user: its shared files are that user's
+            let_through(shared.parent)
             hand_over(shared, user)
         env.update({
             "SUBSTRATE_AGENT_ID": self.core.agent_id, "SUBSTRATE_FRAMEWORK_ID": fid,

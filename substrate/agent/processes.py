@@ -305,6 +305,7 @@ def spawn(command: "pb.CommandInfo", sandbox: Path, env: Mapping[str, str],
     loop = loop or asyncio.get_running_loop()
     sandbox.mkdir(parents=True, exist_ok=True)
     if user is not None:
+        users.let_through(sandbox.parent.parent, sandbox.parent)
         users.hand_over(sandbox, user)
     argv = command_argv(command)
     if not argv[0]:

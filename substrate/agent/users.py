@@ -134,6 +134,15 @@ def group_name(gid: int) -> str:
 # ---------------------------------------------------------------------- files
 
 
+def let_through(*directories: Path) -> None:
+    """Let every user pass through (not list) the agent's ``directories`` on the way to a
+    user's sandbox or shared directory, whatever the agent's umask made them."""
+    for directory in directories:
+        mode = directory.stat().st_mode
+        if mode & 0o011 != 0o011:
+            os.chmod(directory, stat.S_IMODE(mode) | 0o011)
+
+
 def take_back(directory: Path) -> None:
     """Make an existing ``directory`` the agent's again before the agent writes into it.
 
