@@ -2,12 +2,12 @@
 
 This module owns I/O only. Executors reach the agent over a Unix domain socket in the work dir
 (``run/executors.sock``, the same path across agent restarts; executors running as another OS
-user get a socket of that user's, see :mod:`substrate.agent.sockets`); the TCP server serves the master's and operators' calls (ReadFile) and refuses executor streams.
-The executor service authenticates each executor's SUBSCRIBE, rate-limits what it sends and
-pumps its stream in both directions. At start the agent reads its checkpoint and recovers the
-executors a previous run left behind (:mod:`substrate.agent.recovery`). The master link opens
-``Master.Agent``, registers (or
-re-registers), feeds every event to :meth:`AgentCore.handle_master_event`, drains
+user get a socket of that user's, see :mod:`substrate.agent.sockets`); the TCP server serves the
+master's and operators' calls (ReadFile) and refuses executor streams. The executor service
+authenticates each executor's SUBSCRIBE, rate-limits what it sends and pumps its stream in both
+directions. At start the agent reads its checkpoint and recovers the executors a previous run
+left behind (:mod:`substrate.agent.recovery`). The master link opens ``Master.Agent``, registers
+(or re-registers), feeds every event to :meth:`AgentCore.handle_master_event`, drains
 :attr:`AgentCore.outbox`, and reconnects with capped exponential backoff forever while executors
 keep running. Everything the agent decides is in :mod:`substrate.agent.core` and
 :mod:`substrate.agent.launcher`.

@@ -1,15 +1,15 @@
-"""Launching after a fetch: what the agent does with a command or executor that has URIs, or
-an executor that runs as another OS user.
+"""Launching after a fetch: what the agent does with a command or executor that has URIs, or an
+executor that runs as another OS user.
 
-:class:`~substrate.agent.launcher.Launcher` hands a program whose command lists ``uris`` (or
-an executor with a :class:`~substrate.agent.users.TaskUser`, which first needs its user's own
-Unix socket from the daemon) to these coroutines instead of spawning it at once. They run the fetcher on a worker thread (the
-agent's event loop keeps serving heartbeats and other tasks meanwhile) and then either spawn
-the program through the launcher, or report TASK_FAILED with reason FETCH_FAILED and the
-fetcher's message (which names the URI) for every task that was waiting for it. Files fetched
-for a task that runs as another user are fetched by the agent into a sandbox the agent owns
-meanwhile, then handed over to that user (links re-owned, never followed). A task killed,
-or a framework shut down, while its files were downloading is not started afterwards.
+:class:`~substrate.agent.launcher.Launcher` hands a program whose command lists ``uris`` (or an
+executor with a :class:`~substrate.agent.users.TaskUser`, which first needs its user's own Unix
+socket from the daemon) to these coroutines instead of spawning it at once. They run the fetcher on
+a worker thread (the agent's event loop keeps serving heartbeats and other tasks meanwhile) and
+then either spawn the program through the launcher, or report TASK_FAILED with reason FETCH_FAILED
+and the fetcher's message (which names the URI) for every task that was waiting for it. Files
+fetched for a task that runs as another user are fetched by the agent into a sandbox the agent owns
+meanwhile, then handed over to that user (links re-owned, never followed). A task killed, or a
+framework shut down, while its files were downloading is not started afterwards.
 """
 from __future__ import annotations
 

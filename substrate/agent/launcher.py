@@ -1,14 +1,13 @@
 """Launching and killing: command tasks, executors, their exits and their shutdowns.
 
-This module owns the life of the agent's children as the master's events drive it: validating
-ids before they become paths, running command tasks, starting an executor (with its secret
-token) or reusing a running one, queueing tasks until the executor subscribes, registration
-timeouts, executor exits, the OS user a framework's tasks run as (resolved once per launch by
-:mod:`substrate.agent.users`; a refusal fails the tasks before anything starts), kills with a
-grace period (an executor whose task outlives its kill's
-grace is killed with it), framework shutdowns, adopting the processes a previous agent run left
-(see :mod:`substrate.agent.recovery`), and forgetting everything when the master gives the
-agent a new identity. It reports through
+This module owns the life of the agent's children as the master's events drive it: validating ids
+before they become paths, running command tasks, starting an executor (with its secret token) or
+reusing a running one, queueing tasks until the executor subscribes, registration timeouts,
+executor exits, the OS user a framework's tasks run as (resolved once per launch by
+:mod:`substrate.agent.users`; a refusal fails the tasks before anything starts), kills with a grace
+period (an executor whose task outlives its kill's grace is killed with it), framework shutdowns,
+adopting the processes a previous agent run left (see :mod:`substrate.agent.recovery`), and
+forgetting everything when the master gives the agent a new identity. It reports through
 :meth:`AgentCore.status` and :meth:`AgentCore.send`; the records and the status-update manager
 belong to :class:`~substrate.agent.core.AgentCore`.
 """
@@ -265,18 +264,18 @@ class Launcher:
         core = self.core
         fid, eid, info, token, sandbox = (ex.framework_id, ex.executor_id, ex.info, ex.token,
                                           ex.sandbox)
-        env = self._environment(fid, info.command, str(sandbox), {
-            # The executor talks to its agent over a Unix socket in a 0700 directory, never
-            # TCP: only processes of its user can reach it, and the token says which.
-            "SUBSTRATE_AGENT_ENDPOINT": ex.endpoint or core.executor_endpoint or core.address,
-            "SUBSTRATE_EXECUTOR_ID": eid, "SUBSTRATE_EXECUTOR_TOKEN": token,
-            "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
-        }, ex.user)
-        # The framework may choose its executors' patience; the agent's setting is the default.
-        if "SUBSTRATE_RECOVERY_TIMEOUT" not in info.command.environment:
-            env["SUBSTRATE_RECOVERY_TIMEOUT"] = str(core.config.executor_recovery_timeout)
         limits = self._limits(info.resources, *self._task_resources(ex))
         try:
+            env = self._environment(fid, info.command, str(sandbox), {
+                # The executor talks to its agent over a Unix socket in a 0700 directory, never
+                # TCP: only processes of its user can reach it, and the token says which.
+                "SUBSTRATE_AGENT_ENDPOINT": ex.endpoint or core.executor_endpoint or core.address,
+                "SUBSTRATE_EXECUTOR_ID": eid, "SUBSTRATE_EXECUTOR_TOKEN": token,
+                "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
+            }, ex.user)
+            # The framework may choose its executors' patience; the agent's is the default.
+            if "SUBSTRATE_RECOVERY_TIMEOUT" not in info.command.environment:
+                env["SUBSTRATE_RECOVERY_TIMEOUT"] = str(core.config.executor_recovery_timeout)
             proc = self._spawn_isolated(eid, limits, info.command, sandbox, env, ex.user)
         except OSError as exc:
             message = f"cannot launch executor {eid!r} ({info.command.value!r}): {exc}"

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Optional
 
 from substrate.agent.checkpoint import decode
 from substrate.agent.processes import GroupProcess, process_start_time
-from substrate.agent.users import TaskUser
 from substrate.agent.records import TERMINAL, Executor, Task
+from substrate.agent.users import TaskUser
 from substrate.v1 import pb
 
 if TYPE_CHECKING:

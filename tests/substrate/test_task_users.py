@@ -299,3 +299,30 @@ def test_a_file_swapped_for_a_link_after_the_check_is_not_read(tmp_path):
     for path in checked:
         with pytest.raises(InvalidRequest):
             list(files.read_chunks(path, 0, -1, str(area)))
+
+
+def test_framework_user_through_a_real_master(open_dir):
+    """The public API end to end: FrameworkInfo(user=...) reaches the agent through the
+    master; the refusal of an unknown user reaches the scheduler as TASK_FAILED."""
+    from substrate import LocalCluster, TaskState
+
+    from .cluster_helpers import Recorder, start
+
+    with LocalCluster(agents=1, cpus=2, mem=512, work_dir=str(open_dir / "cluster"),
+                      http=False) as cluster:
+        for user, expected in (("nobody", TaskState.FINISHED), ("no-such-user-xyz",
+                                                                TaskState.FAILED)):
+            rec = Recorder()
+            driver = start(cluster.master, rec, user=user)
+            try:
+                rec.submit(driver, "who", kind="command", payload=b"id -un")
+                status = rec.wait_state("who", expected)
+                if user == "nobody":
+                    out_file = (Path(cluster.work_dir) / "agent0" / "sandboxes" /
+                                driver.framework_id / "who" / "stdout")
+                    assert out_file.read_text() == "nobody\n" and owner(out_file) == "nobody"
+                else:
+                    assert status.reason.name == "CONTAINER_LAUNCH_FAILED"
+                    assert user in status.message
+            finally:
+                driver.stop()
