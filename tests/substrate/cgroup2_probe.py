@@ -72,6 +72,8 @@ async def probe(mount: str, work: Path) -> dict:
         await wait_until(lambda: escaped_file.exists() and escaped_file.read_text().strip(),
                          what="the escaped child's pid")
         escaped = int(escaped_file.read_text())
+        # $! is written at fork; setsid has left the group once it runs in that child.
+        await wait_until(lambda: os.getsid(escaped) == escaped, what="the child's own session")
         tree_cgroup = container(h, "tree")["cgroup"]
         await wait_until(lambda: escaped in cgroupfs.procs(tree_cgroup), what="child listed")
         facts["tree"] = {"cgroup": tree_cgroup, "leader": leader, "escaped": escaped,
