@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--gpus", type=_positive)
     a.add_argument("--ports", default="", help="port ranges, e.g. 31000-32000")
     a.add_argument("--hostname")
-    a.add_argument("--isolation", choices=("auto", "cgroups", "posix", "none"), default="auto",
+    a.add_argument("--isolation", choices=("auto", "cgroups", "cgroups-v2", "cgroups-v1", "posix",
+                                           "none"), default="auto",
                    help="how executors are confined (default: cgroups if writable, else posix)")
     a.add_argument("--pids-limit", type=int, default=1024, help="processes per executor")
     ops_cli.add_agent_arguments(a)

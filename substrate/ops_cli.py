@@ -34,6 +34,8 @@ AGENT_FLAGS = {
     "executor_update_rate": "--executor-update-rate",
     "isolation": "--isolation",
     "container_pids_max": "--pids-limit",
+    "cgroup_root": "--cgroup-root",
+    "allow_root_tasks": "--allow-root-tasks",
 }
 _SCALARS = ("cpus", "mem", "disk", "gpus")
 
@@ -43,6 +45,15 @@ def _seconds(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite non-negative number: {text}")
     return value
+
+
+def _yes_no(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false: {text}")
 
 
 def parse_quota(text: str) -> tuple[str, Resources]:
@@ -98,6 +109,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
                         help="messages per second one executor may send")
     parser.add_argument("--executor-update-rate", type=_seconds, default=20000.0,
                         help="status updates per second one executor may send")
+    parser.add_argument("--cgroup-root", default="",
+                        help="with --isolation cgroups-v2: the cgroup2 mount point to use")
+    parser.add_argument("--allow-root-tasks", type=_yes_no, nargs="?", const=True,
+                        default=False, metavar="true|false",
+                        help="let frameworks that name the user root run tasks as root")
 
 
 def agent_options(args: argparse.Namespace) -> dict:

@@ -195,7 +195,9 @@ class FrameworkInfo:
     """Who a framework is, and how it wants to be treated.
 
     ``failover_timeout`` (seconds) is how long the master keeps its tasks after its scheduler
-    disconnects; ``weight`` is its DRF weight within its ``role``.
+    disconnects; ``weight`` is its DRF weight within its ``role``. ``user`` is the OS user its
+    executors and command tasks run as on agents that run as root (empty: the agent's own
+    user; ``root`` only where the agent allows it).
     """
 
     name: str

@@ -1,10 +1,10 @@
 """What an agent writes to its work dir so that a restarted agent can take its work back.
 
-This module owns the checkpoint's format and its file I/O: the agent id, the host's boot id,
-the frameworks, every executor (ids, info, secret token, pid and the pid's start time, so a
-recycled pid is never mistaken for the executor), every task the agent still tracks, and the
-agent-made status updates not yet acknowledged. Updates that executors made are not stored:
-an executor resends its unacknowledged updates when it re-subscribes.
+This module owns the checkpoint's format and its file I/O: the agent id, the host's boot id, the
+frameworks, every executor (ids, info, secret token, pid and the pid's start time, so a recycled
+pid is never mistaken for the executor, the OS user it runs as and its socket), every task the
+agent still tracks, and the agent-made status updates not yet acknowledged. Updates that executors
+made are not stored: an executor resends its unacknowledged updates when it re-subscribes.
 
 The file is JSON with protobuf messages as base64 (never pickle: the agent does not unpickle),
 written atomically (temporary file, fsync, rename) into ``work_dir/meta`` (mode 0700, the file
@@ -109,6 +109,8 @@ def capture(core: "AgentCore", boot_id: str) -> dict:
             "info": encode(ex.info), "token": ex.token, "sandbox": str(ex.sandbox),
             "pid": pid, "start_time": getattr(ex.proc, "start_time", "") if pid else "",
             "pending": [encode(t) for t in ex.pending],
+            "user": ex.user.to_dict() if ex.user is not None else None,
+            "endpoint": ex.endpoint,
         })
     tasks = []
     for (fid, _), task in core.tasks.items():

@@ -54,7 +54,10 @@ class AgentConfig:
     max_payload_bytes : int
         Largest status ``data`` or framework message accepted; larger ones are refused.
     isolation : str
-        ``auto``, ``cgroups``, ``posix`` or ``none`` (see :mod:`substrate.agent.isolation`).
+        ``auto``, ``cgroups``, ``cgroups-v2``, ``cgroups-v1``, ``posix`` or ``none`` (see
+        :mod:`substrate.agent.isolation`).
+    cgroup_root : str
+        With ``cgroups-v2``: the cgroup2 mount to use (default: the first one mounted).
     container_pids_max : int
         Most processes (threads count too under cgroups) one executor or command task may have.
     isolation_poll_interval : float
@@ -73,6 +76,9 @@ class AgentConfig:
         agent registers as a new agent (its old tasks are reported GONE).
     executor_recovery_timeout : float
         Seconds an executor waits for its agent to come back before it exits.
+    allow_root_tasks : bool
+        Whether a framework naming ``root`` (any uid-0 user) as its ``user`` may run tasks
+        here; refused by default (a framework naming no user runs as the agent's user).
     executor_message_rate, executor_update_rate : float
         Messages and status updates per second one executor may send (token buckets whose
         burst is one second's worth); a flooding executor is slowed down, nothing is lost.
@@ -102,6 +108,7 @@ class AgentConfig:
     reconnect_backoff_max: float = 2.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
     isolation: str = "none"
+    cgroup_root: str = ""
     container_pids_max: int = 1024
     isolation_poll_interval: float = 0.25
     fetcher: FetcherConfig = field(default_factory=FetcherConfig)
@@ -111,6 +118,7 @@ class AgentConfig:
     executor_recovery_timeout: float = 900.0
     executor_message_rate: float = 2000.0
     executor_update_rate: float = 20000.0
+    allow_root_tasks: bool = False
 
     def validate(self) -> "AgentConfig":
         """Check the values; returns ``self``. Raises :class:`InvalidRequest` on a bad one."""

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 from substrate.agent.config import AgentConfig
 from substrate.agent.isolation import Isolator, select as select_isolator
@@ -35,6 +35,7 @@ from substrate.agent.records import (
     TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event, make_status,
 )
 from substrate.agent.status_updates import StatusUpdateManager
+from substrate.agent.users import TaskUser
 from substrate.convert import resources_to_pb
 from substrate.resources import Resources
 from substrate.v1 import pb
@@ -71,10 +72,13 @@ class AgentCore:
                  isolator: Optional[Isolator] = None) -> None:
         self.config = config
         self.isolator = isolator if isolator is not None else select_isolator(
-            config.isolation, config.isolation_poll_interval)
+            config.isolation, config.isolation_poll_interval, config.cgroup_root)
         self.resources = resources
         self.address = ""
         self.executor_endpoint = ""     # "unix:<path>" where executors reach this agent
+        # Opens (once) the socket where executors running as another user reach this agent
+        # and returns its "unix:<path>"; set by the daemon, which owns the servers.
+        self.user_endpoint: Optional[Callable[[TaskUser], Awaitable[str]]] = None
         self.agent_id = ""
         self.previous_agent_id = ""     # set after a reboot: the id whose tasks are gone
         # Writes the checkpoint (set by the daemon; None: no checkpointing, as in unit tests).
@@ -449,6 +453,7 @@ class AgentCore:
                 {"framework_id": ex.framework_id, "executor_id": ex.executor_id,
                  "pid": ex.proc.pid if ex.proc else None, "subscribed": ex.subscribed,
                  "sandbox": str(ex.sandbox), "tasks": sorted(ex.tasks),
+                 "user": ex.user.name if ex.user is not None else "",
                  "container": _container_view(ex.proc)}
                 for ex in self.executors.values()
             ],
@@ -456,6 +461,7 @@ class AgentCore:
                 {"framework_id": fid, "task_id": tid, "executor_id": t.executor_id,
                  "state": S.State.Name(t.state),
                  "pid": t.proc.pid if t.proc is not None else None,
+                 "user": t.user.name if t.user is not None else "",
                  "container": _container_view(t.proc)}
                 for (fid, tid), t in self.tasks.items()
             ],

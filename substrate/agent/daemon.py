@@ -1,13 +1,13 @@
 """The agent daemon's edges: its gRPC servers, its link to the master, ``main``.
 
-This module owns I/O only. Executors reach the agent over a Unix domain socket in a 0700
-directory of the work dir (``run/executors.sock``, the same path across agent restarts); the
-TCP server serves the master's and operators' calls (ReadFile) and refuses executor streams.
-The executor service authenticates each executor's SUBSCRIBE, rate-limits what it sends and
-pumps its stream in both directions. At start the agent reads its checkpoint and recovers the
-executors a previous run left behind (:mod:`substrate.agent.recovery`). The master link opens
-``Master.Agent``, registers (or
-re-registers), feeds every event to :meth:`AgentCore.handle_master_event`, drains
+This module owns I/O only. Executors reach the agent over a Unix domain socket in the work dir
+(``run/executors.sock``, the same path across agent restarts; executors running as another OS
+user get a socket of that user's, see :mod:`substrate.agent.sockets`); the TCP server serves the
+master's and operators' calls (ReadFile) and refuses executor streams. The executor service
+authenticates each executor's SUBSCRIBE, rate-limits what it sends and pumps its stream in both
+directions. At start the agent reads its checkpoint and recovers the executors a previous run
+left behind (:mod:`substrate.agent.recovery`). The master link opens ``Master.Agent``, registers
+(or re-registers), feeds every event to :meth:`AgentCore.handle_master_event`, drains
 :attr:`AgentCore.outbox`, and reconnects with capped exponential backoff forever while executors
 keep running. Everything the agent decides is in :mod:`substrate.agent.core` and
 :mod:`substrate.agent.launcher`.
@@ -31,6 +31,7 @@ from substrate.agent.core import AgentCore
 from substrate.agent.records import ExecutorKey, executor_event
 from substrate.agent.recovery import recover
 from substrate.agent.resources_probe import probe
+from substrate.agent.sockets import ExecutorSockets
 from substrate.detector import MasterLocator
 from substrate.errors import (
     AccessDenied, AuthenticationError, ClusterError, ConnectionLost, InvalidRequest,
@@ -76,23 +77,24 @@ _CLOSING: set = set()
 async def _close_quietly(channel) -> None:
     with contextlib.suppress(Exception):
         await channel.close(None)
-#: AF_UNIX paths are limited to 108 bytes with the terminating NUL.
-_MAX_SOCKET_PATH = 107
 
 
 class _ExecutorService(rpc.AgentServicer):
     """``Agent.Executor`` (one bidirectional stream per executor process) and ``ReadFile``.
 
-    ``local`` is True on the Unix-socket server; executor streams arriving over TCP are
-    refused, so the executor channel is reachable only from this host by the agent's user.
+    ``local`` is True on the Unix-socket servers; executor streams arriving over TCP are
+    refused, so the executor channel is reachable only from this host, by the user whose
+    socket it is (``uid``; None: the agent's own).
     """
 
     def __init__(self, core: AgentCore, security: ServerSecurity, local: bool,
-                 limits: "dict[ExecutorKey, tuple[TokenBucket, TokenBucket]]") -> None:
+                 limits: "dict[ExecutorKey, tuple[TokenBucket, TokenBucket]]",
+                 uid: Optional[int] = None) -> None:
         self.core = core
         self.security = security
         self.local = local
         self.limits = limits
+        self.uid = uid
 
     async def Executor(self, request_iterator, context):  # noqa: N802 (gRPC method name)
         if not self.local:
@@ -102,7 +104,7 @@ class _ExecutorService(rpc.AgentServicer):
         if first is grpc.aio.EOF or first.type != pb.ExecutorCall.SUBSCRIBE:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first call on an executor stream must be SUBSCRIBE")
-        ex, error = self.core.launcher.executor_subscribe(first.subscribe)
+        ex, error = self.core.launcher.executor_subscribe(first.subscribe, self.uid)
         if ex is None:
             log.warning("%s (from %s)", error, context.peer())
             refusal = executor_event(pb.ExecutorEvent.ERROR)
@@ -131,7 +133,8 @@ class _ExecutorService(rpc.AgentServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         try:
             path = files.resolve(self.core.config.work_dir, request)
-            for chunk in files.read_chunks(path, request.offset, request.length):
+            area = str(files.area_of(self.core.config.work_dir, request))
+            for chunk in files.read_chunks(path, request.offset, request.length, area):
                 await context.write(chunk)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -213,7 +216,7 @@ class Agent:
         self.stopped = asyncio.Event()
         self.recovery = ""
         self._server: Optional[grpc.aio.Server] = None
-        self._local_server: Optional[grpc.aio.Server] = None
+        self._sockets: Optional[ExecutorSockets] = None
         self._lock_fd: Optional[int] = None
         self._link: Optional[asyncio.Task] = None
         self._stopping = False
@@ -273,10 +276,11 @@ class Agent:
         try:
             await self._start(cfg)
         except BaseException:
-            for server in (self._server, self._local_server):
-                if server is not None:
-                    await server.stop(0)
-            self._server = self._local_server = None
+            if self._server is not None:
+                await self._server.stop(0)
+            if self._sockets is not None:
+                await self._sockets.stop(0)
+            self._server = self._sockets = None
             self._release_lock()
             raise
 
@@ -298,22 +302,17 @@ class Agent:
         options = [("grpc.max_receive_message_length", limit),
                    ("grpc.max_send_message_length", limit)]
         limits: dict = {}
-        sock = checkpoint.socket_path(os.path.abspath(cfg.work_dir))
-        if len(str(sock).encode()) > _MAX_SOCKET_PATH:
-            raise ClusterError(f"the agent's socket path {sock} is longer than "
-                               f"{_MAX_SOCKET_PATH} bytes; use a shorter --work-dir")
-        checkpoint.private_dir(sock.parent)
-        with contextlib.suppress(FileNotFoundError):
-            sock.unlink()   # left by a previous run that was killed
-        self._local_server = grpc.aio.server(options=options)
-        rpc.add_AgentServicer_to_server(_ExecutorService(core, self.security, True, limits), self._local_server)
-        try:
-            self._local_server.add_insecure_port(f"unix:{sock}")
-        except RuntimeError as exc:
-            raise ClusterError(f"agent cannot listen on {sock}: {exc}") from None
-        await self._local_server.start()
-        os.chmod(sock, 0o600)
-        core.executor_endpoint = f"unix:{sock}"
+        self._sockets = ExecutorSockets(
+            checkpoint.socket_path(os.path.abspath(cfg.work_dir)), options,
+            lambda uid: _ExecutorService(core, self.security, True, limits, uid))
+        core.executor_endpoint = await self._sockets.start()
+        core.user_endpoint = self._sockets.for_user
+        for ex in list(core.executors.values()):    # recovered executors of other users
+            if ex.user is not None:
+                try:
+                    await self._sockets.for_user(ex.user)
+                except ClusterError as exc:
+                    log.error("executor %s cannot reconnect: %s", ex.key, exc)
         # Executors never reach this server (see above), so every call on it carries a token.
         self._server = grpc.aio.server(options=options, interceptors=self.security.interceptors())
         rpc.add_AgentServicer_to_server(_ExecutorService(core, self.security, False, limits),
@@ -354,9 +353,10 @@ class Agent:
             self.core.close()
             if kill_executors:   # otherwise the containers stay, holding what still runs
                 await self.core.isolator.close()
-            for server in (self._server, self._local_server):
-                if server is not None:
-                    await server.stop(0.2)
+            if self._server is not None:
+                await self._server.stop(0.2)
+            if self._sockets is not None:
+                await self._sockets.stop(0.2)
         finally:
             self._release_lock()
             self.stopped.set()

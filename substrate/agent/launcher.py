@@ -1,12 +1,13 @@
 """Launching and killing: command tasks, executors, their exits and their shutdowns.
 
-This module owns the life of the agent's children as the master's events drive it: validating
-ids before they become paths, running command tasks, starting an executor (with its secret
-token) or reusing a running one, queueing tasks until the executor subscribes, registration
-timeouts, executor exits, kills with a grace period (an executor whose task outlives its kill's
-grace is killed with it), framework shutdowns, adopting the processes a previous agent run left
-(see :mod:`substrate.agent.recovery`), and forgetting everything when the master gives the
-agent a new identity. It reports through
+This module owns the life of the agent's children as the master's events drive it: validating ids
+before they become paths, running command tasks, starting an executor (with its secret token) or
+reusing a running one, queueing tasks until the executor subscribes, registration timeouts,
+executor exits, the OS user a framework's tasks run as (resolved once per launch by
+:mod:`substrate.agent.users`; a refusal fails the tasks before anything starts), kills with a grace
+period (an executor whose task outlives its kill's grace is killed with it), framework shutdowns,
+adopting the processes a previous agent run left (see :mod:`substrate.agent.recovery`), and
+forgetting everything when the master gives the agent a new identity. It reports through
 :meth:`AgentCore.status` and :meth:`AgentCore.send`; the records and the status-update manager
 belong to :class:`~substrate.agent.core.AgentCore`.
 """
@@ -26,6 +27,9 @@ from substrate.agent.files import framework_dir
 from substrate.agent.isolation import Container, Limits
 from substrate.agent.processes import ChildProcess, describe_exit, is_safe_id, sandbox_path, spawn
 from substrate.agent.records import TERMINAL, Executor, ExecutorKey, Task, TaskKey, executor_event
+from substrate.agent.users import (
+    TaskUser, UserRefused, hand_over, let_through, resolve as resolve_user,
+)
 from substrate.resources import Resources
 from substrate.v1 import pb
 
@@ -53,6 +57,13 @@ class Launcher:
         if is_safe_id(fid):
             core.frameworks[fid] = framework
         groups: dict[ExecutorKey, list[pb.TaskInfo]] = {}
+        try:
+            user: Optional[TaskUser] = resolve_user(framework.user,
+                                                    core.config.allow_root_tasks)
+            refusal: Optional[UserRefused] = None
+        except UserRefused as exc:
+            user, refusal = None, exc
+            log.warning("framework %s: %s", fid, exc)
         for task in tasks:
             key = (fid, task.task_id)
             if key in core.tasks:
@@ -63,13 +74,17 @@ class Launcher:
             if problem:
                 core.status(fid, task.task_id, S.ERROR, S.TASK_INVALID, problem, executor_id)
                 continue
-            core.tasks[key] = Task(task, fid, executor_id)
+            if refusal is not None:
+                core.status(fid, task.task_id, S.FAILED, refusal.reason, str(refusal),
+                            executor_id)
+                continue
+            core.tasks[key] = Task(task, fid, executor_id, user=user)
             if executor_id:
                 groups.setdefault((fid, executor_id), []).append(task)
             else:
                 self._run_command(fid, task)
         for ex_key, group in groups.items():
-            self._launch_in_executor(framework, ex_key, group)
+            self._launch_in_executor(framework, ex_key, group, user)
         core.checkpoint_soon()
 
     @staticmethod
@@ -91,11 +106,18 @@ class Launcher:
         return None
 
     def _environment(self, fid: str, command: pb.CommandInfo, sandbox: str,
-                     extra: dict[str, str]) -> dict[str, str]:
+                     extra: dict[str, str], user: Optional[TaskUser] = None) -> dict[str, str]:
         env = dict(os.environ)
+        if user is not None:
+            # The agent's own credentials (its master link) are not the user's to see.
+            env = {k: v for k, v in env.items() if not k.startswith("OFFERPOOL_")}
+            env.update(user.environment())
         env.update(command.environment)
         shared = framework_dir(self.core.config.work_dir, fid)
         shared.mkdir(parents=True, exist_ok=True)
+        if user is not None:     # one framework, one user: its shared files are that user's
+            let_through(shared.parent)
+            hand_over(shared, user)
         env.update({
             "SUBSTRATE_AGENT_ID": self.core.agent_id, "SUBSTRATE_FRAMEWORK_ID": fid,
             "SUBSTRATE_SANDBOX": sandbox, "SUBSTRATE_FRAMEWORK_DIR": str(shared),
@@ -114,12 +136,13 @@ class Launcher:
         return Limits.of(summed, self.core.config.container_pids_max)
 
     def _spawn_isolated(self, label: str, limits: Limits, command: pb.CommandInfo,
-                        sandbox, env: dict[str, str]) -> ChildProcess:
+                        sandbox, env: dict[str, str],
+                        user: Optional[TaskUser] = None) -> ChildProcess:
         """Spawn inside a new container (if the agent isolates); OSError on any failure."""
         isolator = self.core.isolator
         container: Optional[Container] = isolator.create(label, limits)
         try:
-            return spawn(command, sandbox, env, container=container)
+            return spawn(command, sandbox, env, container=container, user=user)
         except BaseException:
             if container is not None:
                 isolator.release(container)
@@ -157,12 +180,13 @@ class Launcher:
         """Start a command task's process now (its URIs, if any, are already fetched)."""
         core = self.core
         key = (fid, info.task_id)
+        user = core.tasks[key].user
         try:
             sandbox = sandbox_path(core.config.work_dir, fid, info.task_id)
             env = self._environment(fid, info.command, str(sandbox),
-                                    {"SUBSTRATE_TASK_ID": info.task_id})
+                                    {"SUBSTRATE_TASK_ID": info.task_id}, user)
             proc = self._spawn_isolated(info.task_id, self._limits(info.resources),
-                                        info.command, sandbox, env)
+                                        info.command, sandbox, env, user)
         except OSError as exc:
             core.status(fid, info.task_id, S.FAILED, S.CONTAINER_LAUNCH_FAILED,
                         f"cannot launch {info.command.value!r}: {exc}")
@@ -198,7 +222,7 @@ class Launcher:
     # ------------------------------------------------------------------ executors
 
     def _launch_in_executor(self, framework: pb.FrameworkInfo, key: ExecutorKey,
-                            tasks: list[pb.TaskInfo]) -> None:
+                            tasks: list[pb.TaskInfo], user: Optional[TaskUser]) -> None:
         core = self.core
         ex = core.executors.get(key)
         if ex is not None and ex.shutting_down:
@@ -207,7 +231,7 @@ class Launcher:
                             "the executor is shutting down", key[1])
             return
         if ex is None:
-            ex = self._start_executor(framework, tasks[0].executor, tasks)
+            ex = self._start_executor(framework, tasks[0].executor, tasks, user)
             if ex is None:
                 return  # launch failure already reported below
         ex.tasks.update(t.task_id for t in tasks)
@@ -220,15 +244,17 @@ class Launcher:
             ex.pending.extend(tasks)
 
     def _start_executor(self, framework: pb.FrameworkInfo, info: pb.ExecutorInfo,
-                        tasks: list[pb.TaskInfo]) -> Optional[Executor]:
+                        tasks: list[pb.TaskInfo],
+                        user: Optional[TaskUser]) -> Optional[Executor]:
         core = self.core
         fid, eid = framework.id, info.executor_id
         token = secrets.token_urlsafe(32)
         sandbox = sandbox_path(core.config.work_dir, fid, eid)
-        ex = Executor(fid, eid, info, token, sandbox, None)
+        ex = Executor(fid, eid, info, token, sandbox, None, user=user)
         ex.tasks.update(t.task_id for t in tasks)  # so its container is sized for them
         core.executors[ex.key] = ex
-        if info.command.uris:  # fetch first; tasks wait in ex.pending meanwhile
+        if info.command.uris or user is not None:
+            # Fetch first, or open the user's own socket; tasks wait in ex.pending meanwhile.
             self._spawn_background(fetch_launch.start_executor_after_fetch(self, ex))
             return ex
         return self.spawn_executor(ex)
@@ -238,19 +264,19 @@ class Launcher:
         core = self.core
         fid, eid, info, token, sandbox = (ex.framework_id, ex.executor_id, ex.info, ex.token,
                                           ex.sandbox)
-        env = self._environment(fid, info.command, str(sandbox), {
-            # The executor talks to its agent over a Unix socket in a 0700 directory, never
-            # TCP: only processes of the agent's user can reach it, and the token says which.
-            "SUBSTRATE_AGENT_ENDPOINT": core.executor_endpoint or core.address,
-            "SUBSTRATE_EXECUTOR_ID": eid, "SUBSTRATE_EXECUTOR_TOKEN": token,
-            "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
-        })
-        # The framework may choose its executors' patience; the agent's setting is the default.
-        if "SUBSTRATE_RECOVERY_TIMEOUT" not in info.command.environment:
-            env["SUBSTRATE_RECOVERY_TIMEOUT"] = str(core.config.executor_recovery_timeout)
         limits = self._limits(info.resources, *self._task_resources(ex))
         try:
-            proc = self._spawn_isolated(eid, limits, info.command, sandbox, env)
+            env = self._environment(fid, info.command, str(sandbox), {
+                # The executor talks to its agent over a Unix socket in a 0700 directory, never
+                # TCP: only processes of its user can reach it, and the token says which.
+                "SUBSTRATE_AGENT_ENDPOINT": ex.endpoint or core.executor_endpoint or core.address,
+                "SUBSTRATE_EXECUTOR_ID": eid, "SUBSTRATE_EXECUTOR_TOKEN": token,
+                "SUBSTRATE_MAX_PAYLOAD_BYTES": str(core.config.max_payload_bytes),
+            }, ex.user)
+            # The framework may choose its executors' patience; the agent's is the default.
+            if "SUBSTRATE_RECOVERY_TIMEOUT" not in info.command.environment:
+                env["SUBSTRATE_RECOVERY_TIMEOUT"] = str(core.config.executor_recovery_timeout)
+            proc = self._spawn_isolated(eid, limits, info.command, sandbox, env, ex.user)
         except OSError as exc:
             message = f"cannot launch executor {eid!r} ({info.command.value!r}): {exc}"
             if core.executors.get(ex.key) is ex:
@@ -272,15 +298,22 @@ class Launcher:
             self.core.config.executor_registration_timeout, self._registration_timeout, ex)
         ex.proc.exited.add_done_callback(lambda fut: self._executor_exited(ex, fut.result()))
 
-    def executor_subscribe(
-            self, sub: "pb.ExecutorCall.Subscribe") -> tuple[Optional[Executor], str]:
-        """Authenticate a SUBSCRIBE; on success queue SUBSCRIBED and the waiting tasks first."""
+    def executor_subscribe(self, sub: "pb.ExecutorCall.Subscribe",
+                           uid: Optional[int] = None) -> tuple[Optional[Executor], str]:
+        """Authenticate a SUBSCRIBE; on success queue SUBSCRIBED and the waiting tasks first.
+
+        ``uid`` is the user whose socket the call came through (None: the agent's main
+        socket); an executor subscribes only through the socket of the user it runs as.
+        """
         core = self.core
         ex = core.executors.get((sub.framework_id, sub.executor_id))
         if ex is None or ex.closed or not hmac.compare_digest(ex.token.encode(),
                                                               sub.token.encode()):
             return None, (f"subscription of executor {sub.executor_id!r} refused: unknown "
                           f"executor or wrong token")
+        if (ex.user.uid if ex.user is not None else None) != uid:
+            return None, (f"subscription of executor {sub.executor_id!r} refused: it must "
+                          f"connect through the socket of the user it runs as")
         ex.session += 1
         ex.subscribed = True
         if ex.registration_timer is not None:

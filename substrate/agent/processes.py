@@ -3,7 +3,8 @@
 This module owns how a task's or an executor's program becomes an OS process: the sandbox
 directory (``work_dir/sandboxes/<framework_id>/<name>/``, never built from an unsafe id), the
 argv (``/bin/sh -c`` for shell commands), a new session and process group per child, stdout and
-stderr captured to files in the sandbox, and killing the *whole group* (SIGTERM, grace, SIGKILL).
+stderr captured to files in the sandbox, the OS user the program runs as (see
+:mod:`substrate.agent.users`), and killing the *whole group* (SIGTERM, grace, SIGKILL).
 Exit is observed without threads where Linux allows it (a pidfd in the event loop), with one
 waiting thread per child elsewhere. What a process *means* (task states, executors, status
 updates) is left to :mod:`substrate.agent.core`.
@@ -13,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional
 
+from substrate.agent import users
 from substrate.errors import InvalidRequest
 from substrate.v1 import pb
 
 if TYPE_CHECKING:
     from substrate.agent.isolation import Container, Limitation
+    from substrate.agent.users import TaskUser
 
 log = logging.getLogger(__name__)
 
@@ -243,30 +247,55 @@ def _check_executable(program: str, cwd: Path, env: Mapping[str, str]) -> None:
         raise FileNotFoundError(f"no such program on PATH: {program!r}")
 
 
-def isolated_argv(argv: list[str], prelude: list[str]) -> list[str]:
+def isolated_argv(argv: list[str], prelude: list[str],
+                  become: Optional[list[str]] = None) -> list[str]:
     """``argv`` run by a shell that first runs ``prelude`` (enter cgroups, set rlimits).
 
     The shell does this to itself and then ``exec``s the program under the same pid, so the
     program and everything it forks start inside the container: nothing escapes in between.
+    ``become`` (a command that takes another user's identity and ``exec``s the rest) goes
+    between: the prelude runs with the agent's rights, the program with the user's.
 
     Examples
     --------
     >>> isolated_argv(["python", "-c", "1"], ["ulimit -c 0"])[2].splitlines()
     ['ulimit -c 0', 'exec "$@"']
+    >>> isolated_argv(["id"], [], ["setpriv", "--reuid=7"])[2]
+    'exec setpriv --reuid=7 "$@"'
     """
-    script = "\n".join([*prelude, 'exec "$@"'])
+    switch = "".join(f"{shlex.quote(word)} " for word in become or [])
+    script = "\n".join([*prelude, f'exec {switch}"$@"'])
     return ["/bin/sh", "-c", script, "offerpool-isolated", *argv]
+
+
+def become_argv(user: "TaskUser") -> list[str]:
+    """``setpriv`` (util-linux) taking ``user``'s groups, gid and uid, in that order.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``setpriv`` is not installed.
+    """
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if setpriv is None:
+        raise FileNotFoundError("switching users inside a container needs 'setpriv' "
+                                "(util-linux), which is not installed")
+    groups = ",".join(str(g) for g in user.groups)
+    return [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}",
+            f"--groups={groups}" if groups else "--clear-groups", "--inh-caps=-all", "--"]
 
 
 def spawn(command: "pb.CommandInfo", sandbox: Path, env: Mapping[str, str],
           loop: Optional[asyncio.AbstractEventLoop] = None,
-          container: "Optional[Container]" = None) -> ChildProcess:
+          container: "Optional[Container]" = None,
+          user: "Optional[TaskUser]" = None) -> ChildProcess:
     """Start ``command`` in ``sandbox`` (created if needed) as the leader of a new session.
 
     ``env`` is the complete environment. Output goes to ``sandbox/stdout`` and
     ``sandbox/stderr`` (appended, so a restarted executor keeps its history). With a
     ``container``, the child enters it before the program starts, and the container is
-    released (destroyed) once the child has exited.
+    released (destroyed) once the child has exited. With a ``user``, the sandbox and the
+    output files belong to that user and the program runs with its uid, gid and groups.
 
     Raises
     ------
@@ -275,17 +304,35 @@ def spawn(command: "pb.CommandInfo", sandbox: Path, env: Mapping[str, str],
     """
     loop = loop or asyncio.get_running_loop()
     sandbox.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        users.let_through(sandbox.parent.parent, sandbox.parent)
+        users.hand_over(sandbox, user)
     argv = command_argv(command)
     if not argv[0]:
         raise FileNotFoundError("empty command")
     prelude = container.prelude() if container is not None else []
-    if prelude:
+    if user is not None:
+        # setpriv, a fresh single-threaded process, takes the user's identity: changing ids
+        # in a child forked from the agent (threads: gRPC, the event loop) is not safe.
+        users.can_execute(argv[0], sandbox, env.get("PATH", os.defpath), user)
+        become = become_argv(user)
+        # The prelude needs the agent's rights (a cgroup's cgroup.procs is the agent's);
+        # the user's identity is taken after it, just before the program.
+        argv = isolated_argv(argv, prelude, become) if prelude else [*become, *argv]
+    elif prelude:
         _check_executable(argv[0], sandbox, env)
         argv = isolated_argv(argv, prelude)
-    with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
-        popen = subprocess.Popen(
-            argv, cwd=sandbox, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            start_new_session=True, close_fds=True,
-        )
+    out = users.open_output(sandbox / "stdout", user)
+    try:
+        err = users.open_output(sandbox / "stderr", user)
+        try:
+            popen = subprocess.Popen(
+                argv, cwd=sandbox, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, start_new_session=True, close_fds=True,
+            )
+        finally:
+            os.close(err)
+    finally:
+        os.close(out)
     log.debug("spawned pid %d in %s: %s", popen.pid, sandbox, argv)
     return ChildProcess(popen, sandbox, loop, container)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from substrate.agent.processes import ChildProcess
+from substrate.agent.users import TaskUser
 from substrate.types import TERMINAL_STATES
 from substrate.v1 import pb
 
@@ -46,6 +47,7 @@ class Task:
     kill_timer: Optional[asyncio.TimerHandle] = None    # executor tasks: the kill's grace
     saved_info: str = ""                                # its info as checkpointed (cached)
     saved_latest: tuple = (None, "")                    # (latest, its checkpointed form)
+    user: Optional[TaskUser] = None                     # None: the agent's own user
 
 
 @dataclass
@@ -74,6 +76,8 @@ class Executor:
     registration_timer: Optional[asyncio.TimerHandle] = None
     acks: list = field(default_factory=list)                   # acknowledgements to forward
     ack_timer: Optional[asyncio.TimerHandle] = None
+    user: Optional[TaskUser] = None     # who it runs as; None: the agent's own user
+    endpoint: str = ""                  # its Unix socket when not the agent's main one
 
     @property
     def key(self) -> ExecutorKey:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Optional
 from substrate.agent.checkpoint import decode
 from substrate.agent.processes import GroupProcess, process_start_time
 from substrate.agent.records import TERMINAL, Executor, Task
+from substrate.agent.users import TaskUser
 from substrate.v1 import pb
 
 if TYPE_CHECKING:
@@ -169,6 +170,9 @@ def recover(core: "AgentCore", state: Optional[dict], mode: str, boot_id: str) -
         ex = Executor(rec["framework_id"], rec["executor_id"], info, rec["token"],
                       Path(rec["sandbox"]))
         ex.pending = [decode(pb.TaskInfo, t) for t in rec.get("pending", [])]
+        if rec.get("user"):     # it reconnects through its user's socket (the daemon reopens it)
+            ex.user = TaskUser.from_dict(rec["user"])
+            ex.endpoint = str(rec.get("endpoint", ""))
         ex.tasks = {tid for (fid, tid), t in core.tasks.items()
                     if fid == ex.framework_id and t.executor_id == ex.executor_id
                     and t.state not in TERMINAL}

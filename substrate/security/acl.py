@@ -18,7 +18,9 @@ drain_agents           (none)                           draining or reactivating
 =====================  ===============================  ======================================
 
 A framework that names no user runs its tasks as the agent's own user; the policy treats
-that as ``root`` (agents usually run as root), so it too must be allowed by name.
+that as ``root`` (agents usually run as root), so it too must be allowed by name. Agents add
+their own rule (:mod:`substrate.agent.users`): they refuse a framework naming ``root`` unless
+started with ``--allow-root-tasks``, and switch to any other user only when they run as root.
 
 Examples
 --------

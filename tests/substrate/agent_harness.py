@@ -38,8 +38,8 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,
         await asyncio.sleep(0.01)
 
 
-def framework(fid: str = FRAMEWORK_ID) -> pb.FrameworkInfo:
-    return pb.FrameworkInfo(id=fid, name="test-framework", role="*")
+def framework(fid: str = FRAMEWORK_ID, user: str = "") -> pb.FrameworkInfo:
+    return pb.FrameworkInfo(id=fid, name="test-framework", role="*", user=user)
 
 
 def executor_task(task_id: str, data: bytes = b"", executor_id: str = "ex-1",
@@ -99,10 +99,10 @@ class Harness:
         self.agent.handle_master_event(ev)
 
     def run_tasks(self, *tasks: pb.TaskInfo, fid: str = FRAMEWORK_ID,
-                  epoch: Optional[int] = None) -> None:
+                  epoch: Optional[int] = None, user: str = "") -> None:
         ev = pb.AgentEvent(type=pb.AgentEvent.RUN_TASKS,
                            epoch=self.epoch if epoch is None else epoch)
-        ev.run_tasks.framework.CopyFrom(framework(fid))
+        ev.run_tasks.framework.CopyFrom(framework(fid, user))
         ev.run_tasks.tasks.extend(tasks)
         self.agent.handle_master_event(ev)
 
@@ -156,7 +156,7 @@ class Harness:
             try:
                 await self._next_call(deadline)
             except asyncio.TimeoutError:
-                got = [(s.task_id, S.State.Name(s.state)) for s in self.statuses]
+                got = [(s.task_id, S.State.Name(s.state), s.message) for s in self.statuses]
                 raise AssertionError(f"no {S.State.Name(state)} for {task_id}; got {got}") from None
 
     async def expect_call(self, kind: int, timeout: float = 15.0,

@@ -24,6 +24,10 @@ roles = ["analytics"]
 principals = ["bob"]
 roles = ["batch"]
 
+[[run_tasks]]             # alice's executors run as the agent's own user (root, by name):
+principals = ["alice"]    # the test interpreter may not be reachable by any other user
+users = ["root"]
+
 [[run_tasks]]
 principals = ["alice", "bob"]
 users = ["*"]

@@ -38,8 +38,10 @@ def secured(tmp_path_factory):
         master.stop()
 
 
-def _driver(secrets, master, principal, token=None, *, role="analytics", user="nobody",
+def _driver(secrets, master, principal, token=None, *, role="analytics", user=None,
             tls=True, framework_id="", recorder=None):
+    if user is None:    # alice runs real executors: as the agent's own user (see the policy)
+        user = "" if principal == "alice" else "nobody"
     recorder = recorder or Recorder()
     info = FrameworkInfo(name=f"fw-{principal}", role=role, user=user, id=framework_id)
     creds = secrets.creds(principal, token, tls=tls)
@@ -118,8 +120,8 @@ def test_acl_register_frameworks_denies_a_role(secured):
 
 def test_acl_run_tasks_denies_root_and_the_default_user(secured):
     secrets, master, _ = secured
-    for user in ("root", ""):
-        driver, _ = _driver(secrets, master, "alice", user=user)
+    for user in ("root", ""):     # bob may run tasks as any user ("*"), never as root
+        driver, _ = _driver(secrets, master, "bob", role="batch", user=user)
         with pytest.raises(AccessDenied, match="run tasks.*'root'"):
             driver.wait_registered(timeout=30)
 

@@ -5,6 +5,10 @@
 * ``auto`` -- cgroup v2 where the controllers are delegated to the agent, else cgroup v1 where
   the memory, cpu and pids hierarchies are writable, else ``posix``;
 * ``cgroups`` -- v2 or v1, and an error when neither is writable;
+* ``cgroups-v2`` -- v2 only (on ``cgroup_root``, a cgroup2 mount point, when given), with
+  whichever of the memory, cpu and pids controllers are delegated (none at all: processes are
+  still grouped, listed and killed together); an error when no cgroup2 is writable;
+* ``cgroups-v1`` -- v1 only, and an error when it is not writable;
 * ``posix`` -- rlimits in the child and RSS polling of its process tree;
 * ``none`` -- process groups only.
 
@@ -17,7 +21,7 @@ Examples
 >>> select("chroot")
 Traceback (most recent call last):
 ...
-substrate.errors.InvalidRequest: isolation must be one of auto, cgroups, posix, none; got 'chroot'
+substrate.errors.InvalidRequest: isolation must be one of auto, cgroups, cgroups-v2, cgroups-v1, posix, none; got 'chroot'
 """
 from __future__ import annotations
 
@@ -26,10 +30,10 @@ from substrate.agent.isolation.base import (
 )
 from substrate.errors import InvalidRequest
 
-MODES = ("auto", "cgroups", "posix", "none")
+MODES = ("auto", "cgroups", "cgroups-v2", "cgroups-v1", "posix", "none")
 
 
-def select(mode: str, poll_interval: float = 0.25) -> Isolator:
+def select(mode: str, poll_interval: float = 0.25, cgroup_root: str = "") -> Isolator:
     """The isolator for ``mode`` on this machine (see the module docstring).
 
     Raises
@@ -41,6 +45,23 @@ def select(mode: str, poll_interval: float = 0.25) -> Isolator:
         raise InvalidRequest(f"isolation must be one of {', '.join(MODES)}; got {mode!r}")
     if mode == "none":
         return Isolator()
+    if mode == "cgroups-v2":
+        from substrate.agent.isolation.cgroups_v2 import CgroupsV2
+
+        v2 = CgroupsV2.probe(cgroup_root, require=())
+        if v2 is None:
+            where = f" at {cgroup_root}" if cgroup_root else ""
+            raise InvalidRequest(f"isolation 'cgroups-v2' asked for, but no cgroup2 hierarchy"
+                                 f"{where} is mounted and writable here")
+        return v2
+    if mode == "cgroups-v1":
+        from substrate.agent.isolation.cgroups_v1 import CgroupsV1
+
+        v1 = CgroupsV1.probe()
+        if v1 is None:
+            raise InvalidRequest("isolation 'cgroups-v1' asked for, but no cgroup v1 "
+                                 "hierarchies of memory, cpu and pids are writable here")
+        return v1
     if mode in ("auto", "cgroups"):
         from substrate.agent.isolation.cgroups_v1 import CgroupsV1
         from substrate.agent.isolation.cgroups_v2 import CgroupsV2

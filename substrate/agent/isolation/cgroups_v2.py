@@ -9,6 +9,11 @@ while the container lives. Kill: ``cgroup.kill`` (Linux 5.14+) or freeze and SIG
 v2 forbids processes in a cgroup whose children use controllers, so the agent's own cgroup must
 already have the controllers in its ``cgroup.subtree_control`` (systemd ``Delegate=yes``, or a
 container runtime that delegates); the agent does not move itself.
+
+Chosen automatically only when all three controllers are delegated. Forced (isolation
+``cgroups-v2``, optionally on a given cgroup2 mount), it uses the controllers it has: each
+container is still a cgroup of its own that lists every process of the task, is killed as a
+whole and removed afterwards, and only the limits whose controller is missing are not applied.
 """
 from __future__ import annotations
 
@@ -45,13 +50,18 @@ class CgroupV2Container(Container):
         return os.path.join(self.path, name)
 
     def _apply(self, limits: Limits) -> None:
-        cgroupfs.write(self._file("memory.max"), str(limits.mem_bytes))
-        if os.path.exists(self._file("memory.swap.max")):
-            cgroupfs.write(self._file("memory.swap.max"), "0")
-        cgroupfs.write(self._file("cpu.weight"), str(min(10000, max(1, int(limits.cpus * 100)))))
-        quota = max(1000, int(limits.cpus * CFS_PERIOD_US))
-        cgroupfs.write(self._file("cpu.max"), f"{quota} {CFS_PERIOD_US}")
-        cgroupfs.write(self._file("pids.max"), str(limits.pids))
+        enabled = self.isolator.controllers  # type: ignore[attr-defined]
+        if "memory" in enabled:
+            cgroupfs.write(self._file("memory.max"), str(limits.mem_bytes))
+            if os.path.exists(self._file("memory.swap.max")):
+                cgroupfs.write(self._file("memory.swap.max"), "0")
+        if "cpu" in enabled:
+            cgroupfs.write(self._file("cpu.weight"),
+                           str(min(10000, max(1, int(limits.cpus * 100)))))
+            quota = max(1000, int(limits.cpus * CFS_PERIOD_US))
+            cgroupfs.write(self._file("cpu.max"), f"{quota} {CFS_PERIOD_US}")
+        if "pids" in enabled:
+            cgroupfs.write(self._file("pids.max"), str(limits.pids))
 
     def prelude(self) -> list[str]:
         return [f"echo $$ > {shlex.quote(self._file('cgroup.procs'))} || exit 125"]
@@ -138,32 +148,45 @@ class CgroupsV2(Isolator):
 
     kind = "cgroups-v2"
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, controllers: tuple[str, ...] = CONTROLLERS) -> None:
         super().__init__()
         self.root = root
+        self.controllers = controllers
 
     @classmethod
-    def probe(cls) -> Optional["CgroupsV2"]:
-        """The isolator when the controllers are delegated to the agent's cgroup, else None."""
+    def probe(cls, mount_point: str = "",
+              require: tuple[str, ...] = CONTROLLERS) -> Optional["CgroupsV2"]:
+        """The isolator when the ``require``d controllers are delegated to the agent's cgroup
+        (on ``mount_point``, if given), else None. It uses every one of :data:`CONTROLLERS`
+        that is delegated, required or not."""
         own = cgroupfs.own_cgroups().get("")
         if own is None:
             return None
+        wanted = os.path.realpath(mount_point) if mount_point else ""
         for point, root, _ in cgroupfs.mounts("cgroup2"):
-            base = cgroupfs.join(point, root, own)
-            enabled = cgroupfs.read(os.path.join(base, "cgroup.subtree_control")).split()
-            if not all(c in enabled for c in CONTROLLERS):
+            if wanted and os.path.realpath(point) != wanted:
                 continue
+            base = cgroupfs.join(point, root, own)
+            delegated = cgroupfs.read(os.path.join(base, "cgroup.subtree_control")).split()
+            if not all(c in delegated for c in require):
+                continue
+            found = tuple(c for c in CONTROLLERS if c in delegated)
             cgroupfs.sweep_stale(base)
             path = os.path.join(base, f"offerpool-{os.getpid()}-{secrets.token_hex(3)}")
             if not cgroupfs.try_mkdir(path):
                 continue
             try:
-                cgroupfs.write(os.path.join(path, "cgroup.subtree_control"),
-                               " ".join(f"+{c}" for c in CONTROLLERS))
+                if found:
+                    cgroupfs.write(os.path.join(path, "cgroup.subtree_control"),
+                                   " ".join(f"+{c}" for c in found))
             except OSError:
                 os.rmdir(path)
                 continue
-            return cls(path)
+            if found != CONTROLLERS:
+                log.warning("cgroup v2 at %s without the %s controller(s): tasks are grouped "
+                            "and killed whole, but not limited by them", point,
+                            ", ".join(c for c in CONTROLLERS if c not in found))
+            return cls(path, found)
         return None
 
     def create(self, label: str, limits: Limits) -> Container:
@@ -183,4 +206,4 @@ class CgroupsV2(Isolator):
         await cgroupfs.remove([self.root], None, kill_attempts=50)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "root": self.root}
+        return {"kind": self.kind, "root": self.root, "controllers": list(self.controllers)}
