@@ -22,6 +22,20 @@ def offerpool_cgroups() -> set[str]:
     return found
 
 
+def leaked_cgroups(before: set[str]) -> set[str]:
+    """The ``offerpool-<agent pid>-*`` cgroups made since ``before`` whose agent is gone: a
+    live agent's cgroups (another test run's, on a shared machine) are not a leak."""
+    def owner_alive(path: str) -> bool:
+        try:
+            os.kill(int(os.path.basename(path).split("-")[1]), 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            return False
+        except PermissionError:
+            return True
+        return True
+    return {c for c in offerpool_cgroups() - before if not owner_alive(c)}
+
+
 def cgroups_usable() -> str:
     """Empty when cgroup isolation works here, else the reason it does not (for skips)."""
     from substrate.agent.isolation import select

@@ -26,7 +26,8 @@ def no_leaks():
     """Every cgroup the test's agents made is gone when the test ends."""
     before = offerpool_cgroups()
     yield
-    leaked = offerpool_cgroups() - before
+    # this process's agents only (another test run may share the machine)
+    leaked = {c for c in offerpool_cgroups() - before if f"offerpool-{os.getpid()}-" in c}
     assert not leaked, f"cgroups left behind: {sorted(leaked)}"
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from .isolation_helpers import offerpool_cgroups
+from .isolation_helpers import leaked_cgroups, offerpool_cgroups
 from .netns import Network, unavailable
 from .security_helpers import make_secrets
 
@@ -96,7 +96,7 @@ def network():
             proc.stop()
         net.close()
         assert net.leftovers() == []
-        assert offerpool_cgroups() - cgroups_before == set()   # agents removed their cgroups
+        assert leaked_cgroups(cgroups_before) == set()   # agents removed their cgroups
 
 
 def cli(net: Network, host: str, *args: str) -> list[str]:
