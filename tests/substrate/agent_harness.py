@@ -181,6 +181,17 @@ class Harness:
         return {t["task_id"]: t["state"] for t in self.agent.snapshot()["tasks"]}
 
 
+def container_of(h: Harness, task_id: str) -> dict:
+    """The live container (cgroups, limits) of a task, or of the executor running it."""
+    for t in h.agent.snapshot()["tasks"]:
+        if t["task_id"] == task_id and t["container"]:
+            return t["container"]
+    for ex in h.agent.snapshot()["executors"]:
+        if task_id in ex["tasks"] and ex["container"]:
+            return ex["container"]
+    raise AssertionError(f"no live container for {task_id}")
+
+
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:

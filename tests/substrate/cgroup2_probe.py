@@ -14,7 +14,9 @@ from pathlib import Path
 from substrate.agent.isolation import cgroupfs
 from substrate.v1 import pb
 
-from .agent_harness import Harness, command_task, executor_task, pid_alive, run, wait_until
+from .agent_harness import (
+    Harness, command_task, container_of, executor_task, pid_alive, run, wait_until,
+)
 
 S = pb.TaskStatus
 BOMB = (f"{sys.executable} -c \"import os, time\n"
@@ -23,16 +25,6 @@ BOMB = (f"{sys.executable} -c \"import os, time\n"
         "        os.fork()\n"
         "    except OSError:\n"
         "        time.sleep(0.05)\"")
-
-
-def container(h: Harness, task_id: str) -> dict:
-    for t in h.agent.snapshot()["tasks"]:
-        if t["task_id"] == task_id and t["container"]:
-            return t["container"]
-    for ex in h.agent.snapshot()["executors"]:
-        if task_id in ex["tasks"] and ex["container"]:
-            return ex["container"]
-    raise AssertionError(f"no live container for {task_id}")
 
 
 def v2_line(pid: int) -> str:
@@ -74,7 +66,7 @@ async def probe(mount: str, work: Path) -> dict:
         escaped = int(escaped_file.read_text())
         # $! is written at fork; setsid has left the group once it runs in that child.
         await wait_until(lambda: os.getsid(escaped) == escaped, what="the child's own session")
-        tree_cgroup = container(h, "tree")["cgroup"]
+        tree_cgroup = container_of(h, "tree")["cgroup"]
         await wait_until(lambda: escaped in cgroupfs.procs(tree_cgroup), what="child listed")
         facts["tree"] = {"cgroup": tree_cgroup, "leader": leader, "escaped": escaped,
                          "procs": cgroupfs.procs(tree_cgroup),
@@ -104,7 +96,7 @@ async def limits(h: Harness, controllers: list) -> dict:
         task.resources.cpus, task.resources.mem = 0.25, 48
         h.run_tasks(task, fid="fw-lim")
         await h.expect_status("limited", S.RUNNING)
-        path = container(h, "limited")["cgroup"]
+        path = container_of(h, "limited")["cgroup"]
         out["cpu.max"] = cgroupfs.read(os.path.join(path, "cpu.max")).strip()
         out["memory.max"] = cgroupfs.read(os.path.join(path, "memory.max")).strip()
         h.kill("limited", fid="fw-lim")
@@ -120,7 +112,7 @@ async def limits(h: Harness, controllers: list) -> dict:
         bomb.resources.cpus, bomb.resources.mem = 0.2, 256
         h.run_tasks(bomb, fid="fw-lim")
         await h.expect_status("bomb", S.RUNNING)
-        path = container(h, "bomb")["cgroup"]
+        path = container_of(h, "bomb")["cgroup"]
         await wait_until(lambda: cgroupfs.keyed(os.path.join(path, "pids.events")).get("max", 0)
                          > 0, timeout=60, what="a refused fork")
         out["pids_bomb"] = {"held": len(cgroupfs.procs(path)),

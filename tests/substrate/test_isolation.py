@@ -11,7 +11,9 @@ import pytest
 from substrate.agent.isolation import cgroupfs
 from substrate.v1 import pb
 
-from .agent_harness import Harness, command_task, executor_task, pid_alive, run, wait_until
+from .agent_harness import (
+    Harness, command_task, container_of, executor_task, pid_alive, run, wait_until,
+)
 from .isolation_helpers import cgroups_usable, offerpool_cgroups
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,16 +44,6 @@ def hog_task(task_id: str, data: bytes, executor_id: str, mem: float) -> pb.Task
                          env={"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     task.executor.resources.mem = 96
     return with_resources(task, 0.2, mem)
-
-
-def container_of(h: Harness, task_id: str) -> dict:
-    for t in h.agent.snapshot()["tasks"]:
-        if t["task_id"] == task_id and t["container"]:
-            return t["container"]
-    for ex in h.agent.snapshot()["executors"]:
-        if task_id in ex["tasks"] and ex["container"]:
-            return ex["container"]
-    raise AssertionError(f"no live container for {task_id}")
 
 
 def test_config_rejects_unknown_isolation(tmp_path):
