@@ -29,26 +29,30 @@ from __future__ import annotations
 import json
 import os
 import queue
-import struct
 import sys
 import threading
 import time
 import traceback
 import uuid
-import zlib
 from typing import Any
+
+import numpy as np
 
 import substrate
 from substrate import Executor, ExecutorDriver, TaskInfo, TaskState
 
 from .island import Island
 from .population import Population
+from .history import pack_rows
 from .protocol import (
     PAYLOAD_LIMIT,
     decode,
     encode,
+    migrants_epoch,
+    pack_migrants,
     pack_population,
     pack_state,
+    unpack_migrants,
     unpack_population,
     unpack_spec,
     unpack_state,
@@ -82,7 +86,10 @@ class IslandRunner:
         self.early: dict[int, Population] = {}
         self.peers: dict[int, str] = {}         # island -> its agent's address (async mode)
         self.seen: dict[int, int] = {}          # island -> last epoch of its emigrants taken
-        self.wrote = False
+        self.fd: int | None = None           # this island's migrants file (async mode)
+        self.read_size = 1 << 16
+        self.local_address = getattr(driver, "agent_address", None)
+        self.batches: list[dict[str, Any]] = []
 
     # -- messages from the scheduler (callback thread) ---------------------------------------
 
@@ -122,50 +129,67 @@ class IslandRunner:
         generations, interval = plan["generations"], plan["migration_interval"]
         ckpt, migrants = plan["checkpoint_every"], plan["migrants"]
         exchange = plan["islands"] > 1 and migrants > 0
-        rows: list[dict[str, Any]] = []
-        every: list[dict[str, Any]] = []   # all rows of this attempt, for the final status
+        synchronous, topology = plan["synchronous"], spec.get("topology", "ring")
+        w_target = plan["w_target"]
+        report_seconds = plan["report_seconds"]
+        report_rows = int(plan.get("report_generations") or 0) or generations + 1
+        pending: list[tuple] = []           # statistics rows not sent yet
+        self.batches = []                   # every row of this attempt, packed
         cpu0 = time.process_time()
         last_report = time.monotonic()
-        while island.generation < generations and not self.stop.is_set():
-            new = island.step(1)
-            rows.extend(new)
-            every.extend(new)
-            g = island.generation
-            epoch = g % interval == 0
-            if epoch and exchange and plan["synchronous"]:
-                self.send(encode("emigrants", {"island": index, "epoch": g},
-                                 pack_population(island.export_migrants(migrants))))
-                self._immigrate(island, g, True)
-            elif epoch and exchange:
-                self._exchange_files(island, g, migrants, plan, spec.get("topology", "ring"))
-            reached = plan["w_target"] is not None and island.best_w >= plan["w_target"]
-            if reached:          # stop at once; the scheduler then stops the other islands
-                self.stop.set()
-            now = time.monotonic()
-            if g == 1 or g == generations or reached or \
-                    now - last_report >= plan["report_seconds"]:
-                self.send(encode("stats", {"island": index, "generation": g, "rows": rows,
-                                           "best_w": island.best_w,
-                                           "evaluations": island.evaluations}))
-                rows, last_report = [], now
-            if ckpt and g % ckpt == 0 and g < generations:
-                # The rows not reported yet go with the state: a relaunch replays only what
-                # comes after it.
-                header, arrays = pack_state(island.state())
-                self.send(encode("state", dict(header, island=index, generation=g, rows=rows),
-                                 arrays))
-                rows = []
-        if rows:
-            self.send(encode("stats", {"island": index, "generation": island.generation,
-                                       "rows": rows, "best_w": island.best_w,
-                                       "evaluations": island.evaluations}))
+        advance, monotonic = island.advance, time.monotonic
+        try:
+            while island.generation < generations and not self.stop.is_set():
+                pending.append(advance())
+                g = island.generation
+                if exchange and g % interval == 0:
+                    if synchronous:
+                        self.send(encode("emigrants", {"island": index, "epoch": g},
+                                         pack_population(island.export_migrants(migrants))))
+                        self._immigrate(island, g, True)
+                    else:
+                        self._exchange_files(island, g, migrants, plan["islands"], topology)
+                reached = w_target is not None and island.best_w >= w_target
+                if reached:      # stop at once; the scheduler then stops the other islands
+                    self.stop.set()
+                if g == 1 or g == generations or reached or len(pending) >= report_rows or \
+                        monotonic() - last_report >= report_seconds:
+                    self._report(island, pending)
+                    pending, last_report = [], monotonic()
+                if ckpt and g % ckpt == 0 and g < generations:
+                    # The rows not reported yet go with the state: a relaunch replays only
+                    # what comes after it.
+                    header, arrays = pack_state(island.state())
+                    arrays.update({"rows." + k: v for k, v in self._pack(pending).items()})
+                    self.send(encode("state", dict(header, island=index, generation=g), arrays))
+                    pending = []
+            if pending:
+                self._report(island, pending)
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
         header, arrays = pack_state(island.state())
         # The final status also carries every statistics row of this attempt: messages are
         # best effort and may arrive after the status, which is delivered reliably.
+        every = {k: np.concatenate([b[k] for b in self.batches]) for k in self.batches[0]} \
+            if self.batches else pack_rows([])
+        arrays.update({"rows." + k: v for k, v in every.items()})
         final = encode("state", dict(header, island=index, generation=island.generation,
-                                     rows=every, cpu=time.process_time() - cpu0), arrays)
+                                     cpu=time.process_time() - cpu0), arrays)
         self.driver.update(self.task_id, TaskState.FINISHED,
                            data=_framed_or_file(self.driver, final))
+
+    def _pack(self, rows: list[tuple]) -> dict[str, Any]:
+        cols = pack_rows(rows)
+        self.batches.append(cols)
+        return cols
+
+    def _report(self, island: Island, rows: list[tuple]) -> None:
+        """One ``stats`` frame: the rows since the last one, as column arrays."""
+        self.send(encode("stats", {"island": island.index, "generation": island.generation,
+                                   "best_w": island.best_w, "evaluations": island.evaluations},
+                         self._pack(rows)))
 
     # -- asynchronous migration through files ------------------------------------------------
 
@@ -173,31 +197,26 @@ class IslandRunner:
     def _migrants_path(index: int) -> str:
         return os.path.join("genetic", "migrants", f"island-{index}.frame")
 
-    def _exchange_files(self, island: Island, epoch: int, migrants: int,
-                        plan: dict[str, Any], topology: str) -> None:
-        frame = encode("emigrants", {"island": island.index, "epoch": epoch},
-                       pack_population(island.export_migrants(migrants)))
-        path = os.path.join(self.driver.framework_dir, self._migrants_path(island.index))
-        if not self.wrote:
+    def _exchange_files(self, island: Island, epoch: int, migrants: int, n: int,
+                        topology: str) -> None:
+        blob = pack_migrants(epoch, island.export_migrants(migrants))
+        if self.fd is None:
+            path = os.path.join(self.driver.framework_dir, self._migrants_path(island.index))
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            self.wrote = True
-        # Overwritten in place, not written aside and renamed: on ext4 a rename (or a
-        # truncation) over an existing file forces its data to disk, ~1.5 ms an epoch. A
-        # reader may then see a half-written file: the length and CRC in front tell it to
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            self.read_size = max(1 << 16, 4 * len(blob))
+        # Overwritten in place through a descriptor kept open, not written aside and renamed:
+        # on ext4 a rename (or a truncation) over an existing file forces its data to disk,
+        # ~1.5 ms an epoch. A reader may then see a half-written file: the CRC tells it to
         # skip that epoch.
-        blob = struct.pack(">QI", len(frame), zlib.crc32(frame)) + frame
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, blob, 0)
-        finally:
-            os.close(fd)
+        os.pwrite(self.fd, blob, 0)
         parts = []
-        for src in self._sources(island.index, plan["islands"], topology):
-            pop = self._read_migrants(src)
+        for src in self._sources(island.index, n, topology):
+            pop = self._read_migrants(src, island.pop)
             if pop is not None and pop.n:
                 parts.append(pop)
         if parts:
-            island.import_migrants(Population.concat(parts))
+            island.import_migrants(parts[0] if len(parts) == 1 else Population.concat(parts))
 
     def _sources(self, index: int, n: int, topology: str) -> list[int]:
         """The islands this one takes migrants from (the reverse of the scheduler's targets;
@@ -213,32 +232,31 @@ class IslandRunner:
         j = int(self._pick.integers(0, n - 1))
         return [j + 1 if j >= index else j]
 
-    def _read_migrants(self, src: int) -> Population | None:
+    def _read_migrants(self, src: int, like: Population) -> Population | None:
         address = self.peers.get(src)
         if not address:
             return None                   # not running (yet, or being relaunched)
         rel = self._migrants_path(src)
         try:
-            if address == getattr(self.driver, "agent_address", None):
-                with open(os.path.join(self.driver.framework_dir, rel), "rb") as fh:
-                    data = fh.read()
+            if address == self.local_address:
+                fd = os.open(os.path.join(self.driver.framework_dir, rel), os.O_RDONLY)
+                try:
+                    data = os.pread(fd, self.read_size, 0)
+                finally:
+                    os.close(fd)
             else:
                 data = substrate.read_agent_file(address, self.driver.framework_id, rel,
                                                  timeout=10.0)
         except (OSError, substrate.SubstrateError):
             return None                   # nothing written yet, or its agent is gone
-        if len(data) < 12:
-            return None
-        size, crc = struct.unpack(">QI", data[:12])
-        data = data[12:12 + size]
-        if len(data) != size or zlib.crc32(data) != crc:
-            return None                   # caught mid-write: next epoch
-        kind, header, arrays = decode(data)
-        epoch = int(header.get("epoch", -1))
-        if kind != "emigrants" or epoch <= self.seen.get(src, -1):
+        epoch = migrants_epoch(data)
+        if epoch is None or epoch <= self.seen.get(src, -1):
             return None                   # already taken: a slower source has no new epoch
+        pop = unpack_migrants(data, like)
+        if pop is None:
+            return None                   # caught mid-write: next epoch
         self.seen[src] = epoch
-        return unpack_population(arrays)
+        return pop
 
     def _immigrate(self, island: Island, epoch: int, synchronous: bool) -> None:
         # synchronous mode: this epoch's immigrants, routed by the scheduler
