@@ -27,6 +27,7 @@ routing, stopping rules, relaunching lost islands — is the scheduler's (:mod:`
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import queue
 import sys
@@ -49,6 +50,7 @@ from .protocol import (
     decode,
     encode,
     migrants_epoch,
+    migrants_size,
     pack_migrants,
     pack_population,
     pack_state,
@@ -86,8 +88,8 @@ class IslandRunner:
         self.early: dict[int, Population] = {}
         self.peers: dict[int, str] = {}         # island -> its agent's address (async mode)
         self.seen: dict[int, int] = {}          # island -> last epoch of its emigrants taken
-        self.fd: int | None = None           # this island's migrants file (async mode)
-        self.read_size = 1 << 16
+        self.out: mmap.mmap | None = None    # this island's migrants file, mapped (async mode)
+        self.views: dict[int, tuple[str, mmap.mmap]] = {}   # sources on this agent, mapped
         self.local_address = getattr(driver, "agent_address", None)
         self.batches: list[dict[str, Any]] = []
 
@@ -166,9 +168,10 @@ class IslandRunner:
             if pending:
                 self._report(island, pending)
         finally:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
+            for mm in [self.out] + [v for _, v in self.views.values()]:
+                if mm is not None:
+                    mm.close()
+            self.out, self.views = None, {}
         header, arrays = pack_state(island.state())
         # The final status also carries every statistics row of this attempt: messages are
         # best effort and may arrive after the status, which is delivered reliably.
@@ -200,16 +203,14 @@ class IslandRunner:
     def _exchange_files(self, island: Island, epoch: int, migrants: int, n: int,
                         topology: str) -> None:
         blob = pack_migrants(epoch, island.export_migrants(migrants))
-        if self.fd is None:
-            path = os.path.join(self.driver.framework_dir, self._migrants_path(island.index))
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-            self.read_size = max(1 << 16, 4 * len(blob))
-        # Overwritten in place through a descriptor kept open, not written aside and renamed:
-        # on ext4 a rename (or a truncation) over an existing file forces its data to disk,
-        # ~1.5 ms an epoch. A reader may then see a half-written file: the CRC tells it to
-        # skip that epoch.
-        os.pwrite(self.fd, blob, 0)
+        if self.out is None or len(blob) > len(self.out):
+            self.out = self._map_own(island.index, len(blob))
+        # Written in place into a shared mapping of the file: no system call per epoch (each
+        # one, with the kernel's mitigations on this kind of VM, also slowed the island's next
+        # generations), and no rename or truncation, which on ext4 forces the data to disk
+        # (~1.5 ms an epoch). A reader may see a half-written file: the CRC tells it to skip
+        # that epoch.
+        self.out[:len(blob)] = blob
         parts = []
         for src in self._sources(island.index, n, topology):
             pop = self._read_migrants(src, island.pop)
@@ -217,6 +218,40 @@ class IslandRunner:
                 parts.append(pop)
         if parts:
             island.import_migrants(parts[0] if len(parts) == 1 else Population.concat(parts))
+
+    def _map_own(self, index: int, size: int) -> mmap.mmap:
+        if self.out is not None:
+            self.out.close()
+        path = os.path.join(self.driver.framework_dir, self._migrants_path(index))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            size = max(os.fstat(fd).st_size, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
+            os.ftruncate(fd, size)      # (only ever grows: a shrink would force a flush)
+            return mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def _local_view(self, src: int, address: str) -> mmap.mmap | None:
+        view = self.views.get(src)
+        if view is not None and view[0] == address:
+            return view[1]
+        try:
+            fd = os.open(os.path.join(self.driver.framework_dir, self._migrants_path(src)),
+                         os.O_RDONLY)
+        except OSError:
+            return None                 # nothing written yet
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return None
+            mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        if view is not None:
+            view[1].close()
+        self.views[src] = (address, mm)
+        return mm
 
     def _sources(self, index: int, n: int, topology: str) -> list[int]:
         """The islands this one takes migrants from (the reverse of the scheduler's targets;
@@ -236,23 +271,26 @@ class IslandRunner:
         address = self.peers.get(src)
         if not address:
             return None                   # not running (yet, or being relaunched)
-        rel = self._migrants_path(src)
-        try:
-            if address == self.local_address:
-                fd = os.open(os.path.join(self.driver.framework_dir, rel), os.O_RDONLY)
-                try:
-                    data = os.pread(fd, self.read_size, 0)
-                finally:
-                    os.close(fd)
-            else:
-                data = substrate.read_agent_file(address, self.driver.framework_id, rel,
-                                                 timeout=10.0)
-        except (OSError, substrate.SubstrateError):
-            return None                   # nothing written yet, or its agent is gone
-        epoch = migrants_epoch(data)
-        if epoch is None or epoch <= self.seen.get(src, -1):
-            return None                   # already taken: a slower source has no new epoch
-        pop = unpack_migrants(data, like)
+        if address == self.local_address:
+            mm = self._local_view(src, address)
+            if mm is None:
+                return None
+            epoch = migrants_epoch(mm[:64])
+            if epoch is None or epoch <= self.seen.get(src, -1):
+                return None               # already taken: a slower source has no new epoch
+            pop = unpack_migrants(mm[:], like)
+            if pop is None and len(mm) < migrants_size(mm[:64], like):
+                self.views.pop(src)[1].close()    # the file grew: map it again next epoch
+        else:
+            try:
+                data = substrate.read_agent_file(address, self.driver.framework_id,
+                                                 self._migrants_path(src), timeout=10.0)
+            except substrate.SubstrateError:
+                return None               # nothing written yet, or its agent is gone
+            epoch = migrants_epoch(data)
+            if epoch is None or epoch <= self.seen.get(src, -1):
+                return None
+            pop = unpack_migrants(data, like)
         if pop is None:
             return None                   # caught mid-write: next epoch
         self.seen[src] = epoch

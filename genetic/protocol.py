@@ -46,6 +46,7 @@ __all__ = [
     "pack_spec",
     "pack_state",
     "migrants_epoch",
+    "migrants_size",
     "unpack_migrants",
     "unpack_population",
     "unpack_spec",
@@ -149,14 +150,35 @@ def migrants_epoch(data: bytes) -> int | None:
     return int(_MIGRANTS.unpack_from(data)[2])
 
 
+_layouts: dict[tuple, list[tuple[np.dtype, tuple[int, ...], int]]] = {}
+
+
+def _layout(like: Population) -> list[tuple[np.dtype, tuple[int, ...], int]]:
+    """(dtype, row shape, row bytes) of each population array (memoised: read every epoch)."""
+    fields = [getattr(like, f) for f in _POP_FIELDS]
+    key = tuple((a.dtype.str, a.shape[1:]) for a in fields)
+    layout = _layouts.get(key)
+    if layout is None:
+        layout = _layouts[key] = [(a.dtype, a.shape[1:],
+                                   a.dtype.itemsize * math.prod(a.shape[1:])) for a in fields]
+    return layout
+
+
+def migrants_size(data: bytes, like: Population) -> int:
+    """How many bytes the migrants file whose first bytes are ``data`` needs."""
+    if len(data) < _MIGRANTS.size or data[:4] != _MIG_MAGIC:
+        return 0
+    n = _MIGRANTS.unpack_from(data)[3]
+    return _MIGRANTS.size + n * sum(r[2] for r in _layout(like))
+
+
 def unpack_migrants(data: bytes, like: Population) -> Population | None:
     """Inverse of :func:`pack_migrants` for a population shaped like ``like`` (dtypes and row
     widths); ``None`` when the bytes are incomplete or do not check (caught mid-write)."""
     if len(data) < _MIGRANTS.size or data[:4] != _MIG_MAGIC:
         return None
     _, crc, _, n = _MIGRANTS.unpack_from(data)
-    fields = [getattr(like, f) for f in _POP_FIELDS]
-    rows = [(a.dtype, a.shape[1:], a.dtype.itemsize * math.prod(a.shape[1:])) for a in fields]
+    rows = _layout(like)
     end = _MIGRANTS.size + n * sum(r[2] for r in rows)
     # (the file is overwritten in place, so it may be longer than what was last written)
     if len(data) < end or zlib.crc32(memoryview(data)[8:end]) != crc:
