@@ -76,6 +76,9 @@ MAX_RELAUNCHES = 5
 REGISTER_TIMEOUT = 30.0
 EXECUTOR_CPUS = 0.01
 EXECUTOR_MEM = 32.0
+#: An island also sends its statistics every this many generations (None: only on time,
+#: every ``Plan.report_seconds``).
+REPORT_GENERATIONS: int | None = None
 
 
 @dataclass
@@ -558,7 +561,7 @@ def run_distributed(run: Any, master: str, *, generations: int, synchronous: boo
     task_resources = Resources(cpus=round(share - EXECUTOR_CPUS, 6), mem=float(island_mem))
     plan = Plan(generations=generations, migration_interval=run.interval,
                 migrants=run.migrants, checkpoint_every=checkpoint_every,
-                synchronous=synchronous, islands=n,
+                synchronous=synchronous, islands=n, report_generations=REPORT_GENERATIONS,
                 w_target=None if target is None else float(run.problem.weights[0]) * target)
     w = float(run.problem.weights[0])
     rules = _Rules(max_evaluations, max_seconds, None if target is None else w * target,
