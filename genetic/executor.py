@@ -3,23 +3,24 @@
 One executor hosts one island task for the whole run. The task's payload (see
 :func:`genetic.protocol.unpack_spec`) carries the problem, the island's settings, its seed or
 the state to continue from, and the run's epoch plan. A worker thread then evolves the island
-with :meth:`genetic.island.Island.step` (the same loop as ``master="inline"``) and talks to the
-scheduler in frames of :mod:`genetic.protocol`:
+with :meth:`genetic.island.Island.advance` (the same generation as ``master="inline"``) and
+talks to the scheduler in frames of :mod:`genetic.protocol`:
 
-- ``stats`` after the first generation, then every ``report_seconds`` (and at the end): the
-  per-generation statistics rows since the last report (one small frame per epoch at most
-  a few times a second, so fast islands do not flood the master);
+- ``stats`` after the first generation, then every ``report_seconds`` (or every
+  ``report_generations``, and at the end): the statistics rows since the last report as
+  column arrays (:func:`genetic.history.pack_rows`), not one JSON object per row, so neither
+  the island nor the scheduler's process spends time per row;
 - ``emigrants`` every ``migration_interval`` generations in synchronous mode, after which the
   island waits for the ``immigrants`` frame of the same epoch (asking again with ``want`` if
   it is slow to come). In asynchronous mode migrants do not go through the scheduler at all:
-  each island writes its latest emigrants to a file in the framework directory on its agent
-  and, every epoch, reads its sources' files (directly on the same agent, with
-  :func:`substrate.read_agent_file` from another one), importing each source's emigrants once.
-  The scheduler only tells the islands where their peers are (a ``peers`` frame). Relaying
-  every migrant through the master and the scheduler cost the driver process about as much
-  CPU as a third island at short epochs;
-- ``state`` every ``checkpoint_every`` generations (what a relaunch continues from);
-- its final state in the FINISHED status' data.
+  each island writes its latest emigrants (:func:`genetic.protocol.pack_migrants`) into a
+  file in the framework directory on its agent and, every epoch, reads its sources' files
+  (through a shared mapping on the same agent, with :func:`substrate.read_agent_file` from
+  another one), importing each source's emigrants once. The scheduler only tells the islands
+  where their peers are (a ``peers`` frame);
+- ``state`` every ``checkpoint_every`` generations (what a relaunch continues from), with the
+  rows not reported yet;
+- its final state in the FINISHED status' data, with every statistics row of the attempt.
 
 A ``stop`` frame ends the island at its next generation. Everything about coordination —
 routing, stopping rules, relaunching lost islands — is the scheduler's (:mod:`genetic.framework`).

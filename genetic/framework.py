@@ -2,8 +2,8 @@
 ``evolve(master="local[N]" | "HOST:PORT")``.
 
 :class:`GeneticScheduler` launches one long-running executor (``python -m genetic.executor``)
-per island from offers, relays synchronous migrants between islands along the topology, collects each
-island's per-epoch statistics, keeps every island's latest checkpoint state in memory (and
+per island from offers, relays synchronous migrants between islands along the topology, collects the
+islands' statistics rows (array batches, into a :class:`genetic.history.History`), keeps every island's latest checkpoint state in memory (and
 writes the run checkpoint when asked), applies the run-wide stopping rules, and relaunches an
 island whose task ends LOST/FAILED by its executor or agent from its last state on the next
 offer. :func:`run_distributed` owns the lifetime: an embedded :class:`substrate.LocalCluster`
