@@ -51,6 +51,7 @@ from .protocol import (
     decode,
     encode,
     migrants_epoch,
+    migrants_layout,
     migrants_size,
     pack_migrants,
     pack_population,
@@ -92,6 +93,7 @@ class IslandRunner:
         self.out: mmap.mmap | None = None    # this island's migrants file, mapped (async mode)
         self.views: dict[int, tuple[str, mmap.mmap]] = {}   # sources on this agent, mapped
         self.local_address = getattr(driver, "agent_address", None)
+        self.layout: Any = None
         self.batches: list[dict[str, Any]] = []
 
     # -- messages from the scheduler (callback thread) ---------------------------------------
@@ -214,7 +216,9 @@ class IslandRunner:
         self.out[:len(blob)] = blob
         parts = []
         for src in self._sources(island.index, n, topology):
-            pop = self._read_migrants(src, island.pop)
+            if self.layout is None:
+                self.layout = migrants_layout(island.pop)
+            pop = self._read_migrants(src, self.layout)
             if pop is not None and pop.n:
                 parts.append(pop)
         if parts:
@@ -268,7 +272,7 @@ class IslandRunner:
         j = int(self._pick.integers(0, n - 1))
         return [j + 1 if j >= index else j]
 
-    def _read_migrants(self, src: int, like: Population) -> Population | None:
+    def _read_migrants(self, src: int, like: Any) -> Population | None:
         address = self.peers.get(src)
         if not address:
             return None                   # not running (yet, or being relaunched)

@@ -365,7 +365,7 @@ class Island:
         k = min(migrants.n, self.pop.n)
         self.immigrants += k
         worst = np.argsort(self.key(), kind="stable")[:k]
-        self.pop.put(worst, migrants.take(np.arange(k)))
+        self.pop.put(worst, migrants if k == migrants.n else migrants.take(np.arange(k)))
         self._after_change()
         self._refresh_best()
 

@@ -46,6 +46,7 @@ __all__ = [
     "pack_spec",
     "pack_state",
     "migrants_epoch",
+    "migrants_layout",
     "migrants_size",
     "unpack_migrants",
     "unpack_population",
@@ -150,21 +151,18 @@ def migrants_epoch(data: bytes) -> int | None:
     return int(_MIGRANTS.unpack_from(data)[2])
 
 
-_layouts: dict[tuple, list[tuple[np.dtype, tuple[int, ...], int]]] = {}
-
-
-def _layout(like: Population) -> list[tuple[np.dtype, tuple[int, ...], int]]:
-    """(dtype, row shape, row bytes) of each population array (memoised: read every epoch)."""
+def migrants_layout(like: Population) -> list[tuple[np.dtype, tuple[int, ...], int]]:
+    """(dtype, row shape, row bytes) of each population array: what a reader needs to know
+    of the migrants it takes (compute it once, pass it to :func:`unpack_migrants`)."""
     fields = [getattr(like, f) for f in _POP_FIELDS]
-    key = tuple((a.dtype.str, a.shape[1:]) for a in fields)
-    layout = _layouts.get(key)
-    if layout is None:
-        layout = _layouts[key] = [(a.dtype, a.shape[1:],
-                                   a.dtype.itemsize * math.prod(a.shape[1:])) for a in fields]
-    return layout
+    return [(a.dtype, a.shape[1:], a.dtype.itemsize * math.prod(a.shape[1:])) for a in fields]
 
 
-def migrants_size(data: bytes, like: Population) -> int:
+def _layout(like: Any) -> list[tuple[np.dtype, tuple[int, ...], int]]:
+    return migrants_layout(like) if isinstance(like, Population) else like
+
+
+def migrants_size(data: bytes, like: Any) -> int:
     """How many bytes the migrants file whose first bytes are ``data`` needs."""
     if len(data) < _MIGRANTS.size or data[:4] != _MIG_MAGIC:
         return 0
@@ -172,9 +170,10 @@ def migrants_size(data: bytes, like: Population) -> int:
     return _MIGRANTS.size + n * sum(r[2] for r in _layout(like))
 
 
-def unpack_migrants(data: bytes, like: Population) -> Population | None:
-    """Inverse of :func:`pack_migrants` for a population shaped like ``like`` (dtypes and row
-    widths); ``None`` when the bytes are incomplete or do not check (caught mid-write)."""
+def unpack_migrants(data: bytes, like: Any) -> Population | None:
+    """Inverse of :func:`pack_migrants` for a population shaped like ``like`` (a
+    :class:`Population`, or its :func:`migrants_layout`); ``None`` when the bytes are
+    incomplete or do not check (caught mid-write)."""
     if len(data) < _MIGRANTS.size or data[:4] != _MIG_MAGIC:
         return None
     _, crc, _, n = _MIGRANTS.unpack_from(data)
