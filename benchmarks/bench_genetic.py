@@ -1,7 +1,8 @@
 """Benchmark the genetic engine on one island against DEAP and PyGAD on DEAP's canonical
 settings, and the fitness kernels compiled vs their NumPy twins.
 
-Run: ``python benchmarks/bench_genetic.py [--quick] [--distributed-only]``. Prints a table with
+Run: ``python benchmarks/bench_genetic.py [--quick] [--distributed-only [--scaling-only]]
+[--intervals 10,20,100,none] [--runs N]``. Prints a table with
 the command, the machine and the ratios ours/DEAP and ours/PyGAD, all measured in the same run.
 Times are CPU seconds of this process (``time.process_time``), so a busy shared machine slows
 all sides less unevenly than wall time would. Each library runs the same 8 seeds (3 with
@@ -25,9 +26,10 @@ Settings:
 
 Islands on the substrate (wall time, since processes run in parallel):
 
-- scaling: Rastrigin-30 with 300 individuals per island, asynchronous migration, on
-  ``local[2]``; evaluations per second of 1 island vs 2 islands, counted over the evolution
-  phase (first island RUNNING to last island FINISHED, from ``Result.events``);
+- scaling: Rastrigin-30 with 300 individuals per island, asynchronous migration every 10
+  (``evolve``'s default), 20 and 100 generations and without migration, on ``local[2]``;
+  evaluations per second of 1 island vs 2 islands, counted over the evolution phase (first
+  island RUNNING to last island FINISHED, from ``Result.events``);
 - time to the first generation: from the ``evolve()`` call until the scheduler receives the
   first island's statistics for generation 1, with a warm driver process (modules imported,
   one run done before), (a) ``master="local[2]"`` including the embedded cluster's start and
@@ -261,6 +263,8 @@ def distributed(runs: int, gens: int, intervals: tuple[int | None, ...] = INTERV
         best = max(x[0] for x in two) / max(x[0] for x in one)
         print(f"{label:<58}{r1:>14,.0f}{r2:>16,.0f}{r2 / r1:>9.2f}x{best:>8.2f}x"
               f"{2 * c2 / c1:>10.2f}x", flush=True)
+    print(f"  (load average after the scaling runs: "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})")
     print()
     if not first_generation:
         return
