@@ -280,7 +280,7 @@ class GeneticScheduler(Scheduler):
                     # every row of the attempt: those its batches brought are kept (and
                     # compared), the others filled in
                     new, agreed, differed = self.history.add(
-                        slot.index, _rows(arrays), fill_only=True)
+                        slot.index, _rows(arrays), fill_only=True, limit=self.plan.generations)
                 except Exception as exc:  # noqa: BLE001 - bad frame, unreadable file
                     self._fail(GeneticError(f"island {slot.index} sent a bad final state: {exc}"))
                     return
@@ -363,7 +363,7 @@ class GeneticScheduler(Scheduler):
                 self._fail(GeneticError(f"bad message from island {slot.index}: {exc!r}"))
 
     def _stats(self, driver: SchedulerDriver, slot: _Slot, header: dict[str, Any]) -> None:
-        self.history.add(slot.index, header["columns"])
+        self.history.add(slot.index, header["columns"], limit=self.plan.generations)
         slot.generation = int(header["generation"])
         slot.evaluations = int(header["evaluations"])
         slot.best_w = float(header["best_w"])
@@ -422,7 +422,7 @@ class GeneticScheduler(Scheduler):
 
     def _state(self, slot: _Slot, header: dict[str, Any], arrays: dict[str, Any]) -> None:
         g = int(header["generation"])
-        self.history.add(slot.index, _rows(arrays))
+        self.history.add(slot.index, _rows(arrays), limit=self.plan.generations)
         arrays = {k: v for k, v in arrays.items() if not k.startswith("rows.")}
         slot.state = encode("state", header, arrays)
         slot.state_generation = g

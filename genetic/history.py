@@ -112,10 +112,11 @@ class History:
             b.evaluations[g] = r["evaluations"]
 
     def add(self, island: int, cols: Mapping[str, np.ndarray], *,
-            fill_only: bool = False) -> tuple[int, int, int]:
+            fill_only: bool = False, limit: int | None = None) -> tuple[int, int, int]:
         """Take in one island's batch of rows (the arrays of :func:`pack_rows`).
 
         With ``fill_only``, rows already present are kept and compared instead of replaced.
+        A generation below 0 or above ``limit`` raises :class:`ValueError` (and adds nothing).
         Returns ``(new, agreed, differed)``: rows that were missing, and among those present
         how many equal the batch's and how many do not (both 0 without ``fill_only``).
         """
@@ -124,8 +125,9 @@ class History:
         gens = np.asarray(cols["generation"], np.int64)
         if gens.size == 0:
             return 0, 0, 0
-        if int(gens.min()) < 0:
-            raise ValueError("a statistics row with a negative generation")
+        if int(gens.min()) < 0 or (limit is not None and int(gens.max()) > limit):
+            raise ValueError(f"statistics rows for generations {int(gens.min())}.."
+                             f"{int(gens.max())}, outside 0..{limit}")
         b = self._block(int(island), int(gens.max()))
         floats = np.column_stack([np.asarray(cols[k], np.float64) for k in _FLOATS])
         evals = np.asarray(cols["evaluations"], np.int64)

@@ -83,6 +83,18 @@ def test_a_lost_batch_is_filled_by_the_final_rows_and_a_wrong_one_is_counted():
     assert h.table().equals(reference(ROWS[:1]))      # the rows held are kept
 
 
+def test_rows_outside_the_run_are_refused_and_add_nothing():
+    h = History()
+    rows = pack_rows(ROWS[0])
+    with pytest.raises(ValueError, match="outside"):
+        h.add(0, rows, limit=39)
+    bad = dict(rows, generation=rows["generation"] - 5)
+    with pytest.raises(ValueError, match="outside"):
+        h.add(0, bad)
+    assert len(h) == 0
+    assert h.add(0, rows, limit=40) == (40, 0, 0)
+
+
 def test_rows_round_trip_through_dicts_truncate_and_checkpoint_upto():
     h = History()
     for i in range(3):
