@@ -1,7 +1,8 @@
 """Benchmark the genetic engine on one island against DEAP and PyGAD on DEAP's canonical
 settings, and the fitness kernels compiled vs their NumPy twins.
 
-Run: ``python benchmarks/bench_genetic.py [--quick] [--distributed-only]``. Prints a table with
+Run: ``python benchmarks/bench_genetic.py [--quick] [--distributed-only [--scaling-only]]
+[--intervals 10,20,100,none] [--runs N]``. Prints a table with
 the command, the machine and the ratios ours/DEAP and ours/PyGAD, all measured in the same run.
 Times are CPU seconds of this process (``time.process_time``), so a busy shared machine slows
 all sides less unevenly than wall time would. Each library runs the same 8 seeds (3 with
@@ -25,9 +26,10 @@ Settings:
 
 Islands on the substrate (wall time, since processes run in parallel):
 
-- scaling: Rastrigin-30 with 300 individuals per island, asynchronous migration, on
-  ``local[2]``; evaluations per second of 1 island vs 2 islands, counted over the evolution
-  phase (first island RUNNING to last island FINISHED, from ``Result.events``);
+- scaling: Rastrigin-30 with 300 individuals per island, asynchronous migration every 10
+  (``evolve``'s default), 20 and 100 generations and without migration, on ``local[2]``;
+  evaluations per second of 1 island vs 2 islands, counted over the evolution phase (first
+  island RUNNING to last island FINISHED, from ``Result.events``);
 - time to the first generation: from the ``evolve()`` call until the scheduler receives the
   first island's statistics for generation 1, with a warm driver process (modules imported,
   one run done before), (a) ``master="local[2]"`` including the embedded cluster's start and
@@ -229,14 +231,20 @@ def _first_generation(master: str) -> float:
     return next(e["seconds"] for e in r.events if e["event"] == "first_generation")
 
 
-def distributed(runs: int, gens: int) -> None:
+#: Migration intervals of the scaling table (``None``: no migration, the ceiling); 10 is
+#: ``evolve``'s default.
+INTERVALS: tuple[int | None, ...] = (10, 20, 100, None)
+
+
+def distributed(runs: int, gens: int, intervals: tuple[int | None, ...] = INTERVALS,
+                first_generation: bool = True) -> None:
     from substrate import LocalCluster
 
     _first_generation("local[2]")   # warm the driver process
     print(f"{'islands on local[2] (Rastrigin-30, 300/island, ' + str(gens) + ' gens)':<58}"
           f"{'1 island ev/s':>14}{'2 islands ev/s':>16}{'speed-up':>10}{'best-of':>9}"
           f"{'cpu model':>11}")
-    for interval in (20, 100, None):
+    for interval in intervals:
         # alternate the two so that background load hits both alike
         one, two = [], []
         for _ in range(runs):
@@ -244,8 +252,8 @@ def distributed(runs: int, gens: int) -> None:
             two.append(_evolution_rate(2, gens, interval))
         r1, r2 = statistics.median(x[0] for x in one), statistics.median(x[0] for x in two)
         c1, c2 = statistics.median(x[1] for x in one), statistics.median(x[2] for x in two)
-        label = (f"  migration every {interval} generations (goal >= 1.8x)" if interval
-                 else "  no migration (the ceiling)")
+        label = (f"  migration every {interval}{' (default)' if interval == 10 else ''} "
+                 f"generations (goal >= 1.8x)" if interval else "  no migration (the ceiling)")
         # best-of: the fastest run of each, the one least disturbed by other load.
         # cpu model: what two free cores would give, from CPU time (which other load barely
         # changes): one island runs on one core with the driver on the other; two islands
@@ -254,8 +262,12 @@ def distributed(runs: int, gens: int) -> None:
         # as the one-island side is not charged for the driver.
         best = max(x[0] for x in two) / max(x[0] for x in one)
         print(f"{label:<58}{r1:>14,.0f}{r2:>16,.0f}{r2 / r1:>9.2f}x{best:>8.2f}x"
-              f"{2 * c2 / c1:>10.2f}x")
+              f"{2 * c2 / c1:>10.2f}x", flush=True)
+    print(f"  (load average after the scaling runs: "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())})")
     print()
+    if not first_generation:
+        return
     cold = [_first_generation("local[2]") for _ in range(runs)]
     with LocalCluster(agents=1, cpus=2, http=False) as cluster:
         warm = [_first_generation(cluster.master) for _ in range(runs)]
@@ -271,13 +283,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer runs and generations")
     ap.add_argument("--distributed-only", action="store_true",
                     help="only the islands-on-the-substrate measurements")
+    ap.add_argument("--intervals", default=",".join(str(i or "none") for i in INTERVALS),
+                    help="migration intervals of the scaling table, 'none' for no migration "
+                         "(default: %(default)s)")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="runs of each side per scaling row (default 5, 3 with --quick)")
+    ap.add_argument("--scaling-only", action="store_true",
+                    help="with --distributed-only: skip the time to the first generation")
     args = ap.parse_args()
+    intervals = tuple(None if x.strip().lower() == "none" else int(x)
+                      for x in args.intervals.split(",") if x.strip())
+    runs = args.runs or (3 if args.quick else 5)
     if args.distributed_only:
         print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
               f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
         print()
-        distributed(3 if args.quick else 5, 1000 if args.quick else 4000)
+        distributed(runs, 1000 if args.quick else 4000, intervals,
+                    first_generation=not args.scaling_only)
         return
     seeds = 3 if args.quick else SEEDS
     if not compiled_available("fitness") or not compiled_available("operators"):
@@ -327,7 +350,7 @@ def main() -> None:
     for name, c, p in kernel_timings(3 if args.quick else 9):
         print(f"{name:<34}{c:>12.1f}{p:>10.1f}{p / c:>7.1f}x")
     print()
-    distributed(3 if args.quick else 5, 1000 if args.quick else 4000)
+    distributed(runs, 1000 if args.quick else 4000, intervals)
 
 
 if __name__ == "__main__":

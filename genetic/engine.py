@@ -23,7 +23,8 @@ from .mutation import BitFlip, Mutation, Polynomial, Swap, UniformInt
 from .nsga2 import nondominated_fronts
 from .population import Population, order_key
 from .problem import Problem
-from .result import Individual, ParetoFront, Result, history_table
+from .history import History
+from .result import Individual, ParetoFront, Result
 from .selection import Selection, Tournament
 
 __all__ = ["TOPOLOGIES", "default_operators", "evolve"]
@@ -257,7 +258,7 @@ class _Run:
         self.interval = interval
         self.rng = np.random.Generator(np.random.PCG64(seeds[len(settings)]))
         self.islands: list[Island] | None = None
-        self.history: list[dict[str, Any]] = []
+        self.history = History()
         self.generation = 0
         self.best: float | None = None      # weighted best so far (larger is better)
         self.since_improvement = 0
@@ -280,7 +281,7 @@ class _Run:
         self.islands = [Island.from_state(self.problem, s, st)
                         for s, st in zip(self.settings, states)]
         self.rng.bit_generator.state = meta["engine_rng"]
-        self.history = meta["history"]
+        self.history = History.from_rows(meta["history"])
         self.generation = int(meta["generation"])
         self.best = meta["best"]
         self.since_improvement = int(meta["since_improvement"])
@@ -289,7 +290,7 @@ class _Run:
     def save(self, path: str | os.PathLike[str]) -> None:
         assert self.islands is not None
         meta = {"problem": _jsonable(self.problem.signature()),
-                "engine_rng": self.rng.bit_generator.state, "history": self.history,
+                "engine_rng": self.rng.bit_generator.state, "history": self.history.rows(),
                 "generation": self.generation, "best": self.best,
                 "since_improvement": self.since_improvement, "elapsed": self.elapsed}
         write_checkpoint(path, [i.state() for i in self.islands], meta, *self._layout())
@@ -362,7 +363,7 @@ class _Run:
             rows = []
             for isl in self.islands:
                 rows.extend(isl.step(1))
-            self.history.extend(rows)
+            self.history.add_rows(rows)
             self.generation += 1
             if show is not None:
                 bests = [r["best"] for r in rows]
@@ -417,7 +418,7 @@ class _Run:
         hof = [individual(int(i)) for i in order[:k] if merged.viable[i]]
         best = hof[0] if hof else individual(int(order[0]))
         errors = [e for isl in self.islands for e in isl.errors]
-        return Result(best=best, history=history_table(self.history),
+        return Result(best=best, history=self.history.table(),
                       hall_of_fame=hof if problem.objectives == 1 else [],
                       pareto_front=front, generations=self.generation,
                       evaluations=sum(isl.evaluations for isl in self.islands),

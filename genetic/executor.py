@@ -3,24 +3,26 @@
 One executor hosts one island task for the whole run. The task's payload (see
 :func:`genetic.protocol.unpack_spec`) carries the problem, the island's settings, its seed or
 the state to continue from, and the run's epoch plan. A worker thread then evolves the island
-with :meth:`genetic.island.Island.step` (the same loop as ``master="inline"``) and talks to the
-scheduler in frames of :mod:`genetic.protocol`:
+with :meth:`genetic.island.Island.advance` (the same generation as ``master="inline"``) and
+talks to the scheduler in frames of :mod:`genetic.protocol`:
 
-- ``stats`` after the first generation, then every ``report_seconds`` (and at the end): the
-  per-generation statistics rows since the last report (one small frame per epoch at most
-  a few times a second, so fast islands do not flood the master);
+- ``stats`` after the first generation, then every ``report_seconds`` (or every
+  ``report_generations``, and at the end): the statistics rows since the last report as
+  column arrays (:func:`genetic.history.pack_rows`), not one JSON object per row, so neither
+  the island nor the scheduler's process spends time per row;
 - ``emigrants`` every ``migration_interval`` generations in synchronous mode, after which the
   island waits for the ``immigrants`` frame of the same epoch (asking again with ``want`` if
-  it is slow to come; messages are best effort, so a scheduler that never got some island's
-  emigrants answers ``want`` with a ``resend`` to that island). In asynchronous mode migrants do not go through the scheduler at all:
-  each island writes its latest emigrants to a file in the framework directory on its agent
-  and, every epoch, reads its sources' files (directly on the same agent, with
-  :func:`substrate.read_agent_file` from another one), importing each source's emigrants once.
-  The scheduler only tells the islands where their peers are (a ``peers`` frame). Relaying
-  every migrant through the master and the scheduler cost the driver process about as much
-  CPU as a third island at short epochs;
-- ``state`` every ``checkpoint_every`` generations (what a relaunch continues from);
-- its final state in the FINISHED status' data.
+  it is slow to come; messages are best effort, so a scheduler that never got some
+  island's emigrants answers ``want`` with a ``resend`` to that island). In asynchronous
+  mode migrants do not go through the scheduler at all: each island writes its latest
+  emigrants (:func:`genetic.protocol.pack_migrants`) into a file in the framework directory
+  on its agent and, every epoch, reads its sources' files
+  (through a shared mapping on the same agent, with :func:`substrate.read_agent_file` from
+  another one), importing each source's emigrants once. The scheduler only tells the islands
+  where their peers are (a ``peers`` frame);
+- ``state`` every ``checkpoint_every`` generations (what a relaunch continues from), with the
+  rows not reported yet;
+- its final state in the FINISHED status' data, with every statistics row of the attempt.
 
 A ``stop`` frame ends the island at its next generation. Everything about coordination —
 routing, stopping rules, relaunching lost islands — is the scheduler's (:mod:`genetic.framework`).
@@ -28,28 +30,35 @@ routing, stopping rules, relaunching lost islands — is the scheduler's (:mod:`
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import queue
-import struct
 import sys
 import threading
 import time
 import traceback
 import uuid
-import zlib
 from typing import Any
+
+import numpy as np
 
 import substrate
 from substrate import Executor, ExecutorDriver, TaskInfo, TaskState
 
 from .island import Island
 from .population import Population
+from .history import pack_rows
 from .protocol import (
     PAYLOAD_LIMIT,
     decode,
     encode,
+    migrants_epoch,
+    migrants_layout,
+    migrants_size,
+    pack_migrants,
     pack_population,
     pack_state,
+    unpack_migrants,
     unpack_population,
     unpack_spec,
     unpack_state,
@@ -83,7 +92,11 @@ class IslandRunner:
         self.early: dict[int, Population] = {}
         self.peers: dict[int, str] = {}         # island -> its agent's address (async mode)
         self.seen: dict[int, int] = {}          # island -> last epoch of its emigrants taken
-        self.wrote = False
+        self.out: mmap.mmap | None = None    # this island's migrants file, mapped (async mode)
+        self.views: dict[int, tuple[str, mmap.mmap]] = {}   # sources on this agent, mapped
+        self.local_address = getattr(driver, "agent_address", None)
+        self.layout: Any = None
+        self.batches: list[dict[str, Any]] = []
         # synchronous mode: the emigrants frame of the epoch this island waits on, resent
         # when the scheduler says it never arrived
         self.emigrants: tuple[int, bytes] | None = None
@@ -130,52 +143,70 @@ class IslandRunner:
         generations, interval = plan["generations"], plan["migration_interval"]
         ckpt, migrants = plan["checkpoint_every"], plan["migrants"]
         exchange = plan["islands"] > 1 and migrants > 0
-        rows: list[dict[str, Any]] = []
-        every: list[dict[str, Any]] = []   # all rows of this attempt, for the final status
+        synchronous, topology = plan["synchronous"], spec.get("topology", "ring")
+        w_target = plan["w_target"]
+        report_seconds = plan["report_seconds"]
+        report_rows = int(plan.get("report_generations") or 0) or generations + 1
+        pending: list[tuple] = []           # statistics rows not sent yet
+        self.batches = []                   # every row of this attempt, packed
         cpu0 = time.process_time()
         last_report = time.monotonic()
-        while island.generation < generations and not self.stop.is_set():
-            new = island.step(1)
-            rows.extend(new)
-            every.extend(new)
-            g = island.generation
-            epoch = g % interval == 0
-            if epoch and exchange and plan["synchronous"]:
-                frame = encode("emigrants", {"island": index, "epoch": g},
-                               pack_population(island.export_migrants(migrants)))
-                self.emigrants = (g, frame)
-                self.send(frame)
-                self._immigrate(island, g, True)
-            elif epoch and exchange:
-                self._exchange_files(island, g, migrants, plan, spec.get("topology", "ring"))
-            reached = plan["w_target"] is not None and island.best_w >= plan["w_target"]
-            if reached:          # stop at once; the scheduler then stops the other islands
-                self.stop.set()
-            now = time.monotonic()
-            if g == 1 or g == generations or reached or \
-                    now - last_report >= plan["report_seconds"]:
-                self.send(encode("stats", {"island": index, "generation": g, "rows": rows,
-                                           "best_w": island.best_w,
-                                           "evaluations": island.evaluations}))
-                rows, last_report = [], now
-            if ckpt and g % ckpt == 0 and g < generations:
-                # The rows not reported yet go with the state: a relaunch replays only what
-                # comes after it.
-                header, arrays = pack_state(island.state())
-                self.send(encode("state", dict(header, island=index, generation=g, rows=rows),
-                                 arrays))
-                rows = []
-        if rows:
-            self.send(encode("stats", {"island": index, "generation": island.generation,
-                                       "rows": rows, "best_w": island.best_w,
-                                       "evaluations": island.evaluations}))
+        advance, monotonic = island.advance, time.monotonic
+        try:
+            while island.generation < generations and not self.stop.is_set():
+                pending.append(advance())
+                g = island.generation
+                if exchange and g % interval == 0:
+                    if synchronous:
+                        frame = encode("emigrants", {"island": index, "epoch": g},
+                                       pack_population(island.export_migrants(migrants)))
+                        self.emigrants = (g, frame)
+                        self.send(frame)
+                        self._immigrate(island, g, True)
+                    else:
+                        self._exchange_files(island, g, migrants, plan["islands"], topology)
+                reached = w_target is not None and island.best_w >= w_target
+                if reached:      # stop at once; the scheduler then stops the other islands
+                    self.stop.set()
+                if g == 1 or g == generations or reached or len(pending) >= report_rows or \
+                        monotonic() - last_report >= report_seconds:
+                    self._report(island, pending)
+                    pending, last_report = [], monotonic()
+                if ckpt and g % ckpt == 0 and g < generations:
+                    # The rows not reported yet go with the state: a relaunch replays only
+                    # what comes after it.
+                    header, arrays = pack_state(island.state())
+                    arrays.update({"rows." + k: v for k, v in self._pack(pending).items()})
+                    self.send(encode("state", dict(header, island=index, generation=g), arrays))
+                    pending = []
+            if pending:
+                self._report(island, pending)
+        finally:
+            for mm in [self.out] + [v for _, v in self.views.values()]:
+                if mm is not None:
+                    mm.close()
+            self.out, self.views = None, {}
         header, arrays = pack_state(island.state())
         # The final status also carries every statistics row of this attempt: messages are
         # best effort and may arrive after the status, which is delivered reliably.
+        every = {k: np.concatenate([b[k] for b in self.batches]) for k in self.batches[0]} \
+            if self.batches else pack_rows([])
+        arrays.update({"rows." + k: v for k, v in every.items()})
         final = encode("state", dict(header, island=index, generation=island.generation,
-                                     rows=every, cpu=time.process_time() - cpu0), arrays)
+                                     cpu=time.process_time() - cpu0), arrays)
         self.driver.update(self.task_id, TaskState.FINISHED,
                            data=_framed_or_file(self.driver, final))
+
+    def _pack(self, rows: list[tuple]) -> dict[str, Any]:
+        cols = pack_rows(rows)
+        self.batches.append(cols)
+        return cols
+
+    def _report(self, island: Island, rows: list[tuple]) -> None:
+        """One ``stats`` frame: the rows since the last one, as column arrays."""
+        self.send(encode("stats", {"island": island.index, "generation": island.generation,
+                                   "best_w": island.best_w, "evaluations": island.evaluations},
+                         self._pack(rows)))
 
     # -- asynchronous migration through files ------------------------------------------------
 
@@ -183,31 +214,60 @@ class IslandRunner:
     def _migrants_path(index: int) -> str:
         return os.path.join("genetic", "migrants", f"island-{index}.frame")
 
-    def _exchange_files(self, island: Island, epoch: int, migrants: int,
-                        plan: dict[str, Any], topology: str) -> None:
-        frame = encode("emigrants", {"island": island.index, "epoch": epoch},
-                       pack_population(island.export_migrants(migrants)))
-        path = os.path.join(self.driver.framework_dir, self._migrants_path(island.index))
-        if not self.wrote:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            self.wrote = True
-        # Overwritten in place, not written aside and renamed: on ext4 a rename (or a
-        # truncation) over an existing file forces its data to disk, ~1.5 ms an epoch. A
-        # reader may then see a half-written file: the length and CRC in front tell it to
-        # skip that epoch.
-        blob = struct.pack(">QI", len(frame), zlib.crc32(frame)) + frame
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, blob, 0)
-        finally:
-            os.close(fd)
+    def _exchange_files(self, island: Island, epoch: int, migrants: int, n: int,
+                        topology: str) -> None:
+        blob = pack_migrants(epoch, island.export_migrants(migrants))
+        if self.out is None or len(blob) > len(self.out):
+            self.out = self._map_own(island.index, len(blob))
+        # Written in place into a shared mapping of the file: no system call per epoch (each
+        # one, with the kernel's mitigations on this kind of VM, also slowed the island's next
+        # generations), and no rename or truncation, which on ext4 forces the data to disk
+        # (~1.5 ms an epoch). A reader may see a half-written file: the CRC tells it to skip
+        # that epoch.
+        self.out[:len(blob)] = blob
         parts = []
-        for src in self._sources(island.index, plan["islands"], topology):
-            pop = self._read_migrants(src)
+        for src in self._sources(island.index, n, topology):
+            if self.layout is None:
+                self.layout = migrants_layout(island.pop)
+            pop = self._read_migrants(src, self.layout)
             if pop is not None and pop.n:
                 parts.append(pop)
         if parts:
-            island.import_migrants(Population.concat(parts))
+            island.import_migrants(parts[0] if len(parts) == 1 else Population.concat(parts))
+
+    def _map_own(self, index: int, size: int) -> mmap.mmap:
+        if self.out is not None:
+            self.out.close()
+        path = os.path.join(self.driver.framework_dir, self._migrants_path(index))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            size = max(os.fstat(fd).st_size, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
+            os.ftruncate(fd, size)      # (only ever grows: a shrink would force a flush)
+            return mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def _local_view(self, src: int, address: str) -> mmap.mmap | None:
+        view = self.views.get(src)
+        if view is not None and view[0] == address:
+            return view[1]
+        try:
+            fd = os.open(os.path.join(self.driver.framework_dir, self._migrants_path(src)),
+                         os.O_RDONLY)
+        except OSError:
+            return None                 # nothing written yet
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return None
+            mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        if view is not None:
+            view[1].close()
+        self.views[src] = (address, mm)
+        return mm
 
     def _sources(self, index: int, n: int, topology: str) -> list[int]:
         """The islands this one takes migrants from (the reverse of the scheduler's targets;
@@ -223,32 +283,34 @@ class IslandRunner:
         j = int(self._pick.integers(0, n - 1))
         return [j + 1 if j >= index else j]
 
-    def _read_migrants(self, src: int) -> Population | None:
+    def _read_migrants(self, src: int, like: Any) -> Population | None:
         address = self.peers.get(src)
         if not address:
             return None                   # not running (yet, or being relaunched)
-        rel = self._migrants_path(src)
-        try:
-            if address == getattr(self.driver, "agent_address", None):
-                with open(os.path.join(self.driver.framework_dir, rel), "rb") as fh:
-                    data = fh.read()
-            else:
-                data = substrate.read_agent_file(address, self.driver.framework_id, rel,
-                                                 timeout=10.0)
-        except (OSError, substrate.SubstrateError):
-            return None                   # nothing written yet, or its agent is gone
-        if len(data) < 12:
-            return None
-        size, crc = struct.unpack(">QI", data[:12])
-        data = data[12:12 + size]
-        if len(data) != size or zlib.crc32(data) != crc:
+        if address == self.local_address:
+            mm = self._local_view(src, address)
+            if mm is None:
+                return None
+            epoch = migrants_epoch(mm[:64])
+            if epoch is None or epoch <= self.seen.get(src, -1):
+                return None               # already taken: a slower source has no new epoch
+            pop = unpack_migrants(mm[:], like)
+            if pop is None and len(mm) < migrants_size(mm[:64], like):
+                self.views.pop(src)[1].close()    # the file grew: map it again next epoch
+        else:
+            try:
+                data = substrate.read_agent_file(address, self.driver.framework_id,
+                                                 self._migrants_path(src), timeout=10.0)
+            except substrate.SubstrateError:
+                return None               # nothing written yet, or its agent is gone
+            epoch = migrants_epoch(data)
+            if epoch is None or epoch <= self.seen.get(src, -1):
+                return None
+            pop = unpack_migrants(data, like)
+        if pop is None:
             return None                   # caught mid-write: next epoch
-        kind, header, arrays = decode(data)
-        epoch = int(header.get("epoch", -1))
-        if kind != "emigrants" or epoch <= self.seen.get(src, -1):
-            return None                   # already taken: a slower source has no new epoch
         self.seen[src] = epoch
-        return unpack_population(arrays)
+        return pop
 
     def _immigrate(self, island: Island, epoch: int, synchronous: bool) -> None:
         # synchronous mode: this epoch's immigrants, routed by the scheduler

@@ -2,8 +2,8 @@
 ``evolve(master="local[N]" | "HOST:PORT")``.
 
 :class:`GeneticScheduler` launches one long-running executor (``python -m genetic.executor``)
-per island from offers, relays synchronous migrants between islands along the topology, collects each
-island's per-epoch statistics, keeps every island's latest checkpoint state in memory (and
+per island from offers, relays synchronous migrants between islands along the topology, collects the
+islands' statistics rows (array batches, into a :class:`genetic.history.History`), keeps every island's latest checkpoint state in memory (and
 writes the run checkpoint when asked), applies the run-wide stopping rules, and relaunches an
 island whose task ends LOST/FAILED by its executor or agent from its last state on the next
 offer. :func:`run_distributed` owns the lifetime: an embedded :class:`substrate.LocalCluster`
@@ -23,7 +23,6 @@ assembled by the inline engine's code from the islands' final states.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -52,6 +51,7 @@ from substrate import (
 from .checkpoint import write_checkpoint
 from .engine import _jsonable, migration_targets
 from .errors import ConfigError, GeneticError
+from .history import History
 from .island import Island
 from .population import Population
 from .progress import resolve as resolve_progress
@@ -79,6 +79,9 @@ REGISTER_TIMEOUT = 30.0
 FAILOVER_TIMEOUT = 20.0
 EXECUTOR_CPUS = 0.01
 EXECUTOR_MEM = 32.0
+#: An island also sends its statistics every this many generations (None: only on time,
+#: every ``Plan.report_seconds``).
+REPORT_GENERATIONS: int | None = None
 
 
 @dataclass
@@ -116,9 +119,11 @@ class Plan:
     synchronous: bool
     islands: int
     w_target: float | None = None
-    # statistics rows travel as JSON through the master in the driver process: twice a
-    # second keeps that cost small at thousands of generations per second
+    # statistics rows travel as column arrays through the master in the driver process, in
+    # batches: twice a second keeps that cost small at thousands of generations per second
     report_seconds: float = 0.5
+    # and a batch at least every this many generations (None: time only)
+    report_generations: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -154,8 +159,8 @@ class GeneticScheduler(Scheduler):
         n = plan.islands
         self.slots = [_Slot(i) for i in range(n)]
         self.by_task: dict[str, _Slot] = {}
-        self.history: dict[tuple[int, int], dict[str, Any]] = {
-            (int(r["island"]), int(r["generation"])): r for r in run.history}
+        self.history: History = run.history
+        self.first_seen = False
         self.best: float | None = run.best
         self.best_generation = run.generation
         self.since_improvement = run.since_improvement
@@ -271,8 +276,10 @@ class GeneticScheduler(Scheduler):
                 try:
                     _, header, arrays = self._decode(driver, status.data)
                     slot.final = unpack_state(header, arrays)
-                    for row in header.get("rows", []):
-                        self.history[(int(row["island"]), int(row["generation"]))] = row
+                    # every row of the attempt: those its batches brought are kept (and
+                    # compared), the others filled in
+                    new, agreed, differed = self.history.add(
+                        slot.index, _rows(arrays), fill_only=True, limit=self.plan.generations)
                 except Exception as exc:  # noqa: BLE001 - bad frame, unreadable file
                     self._fail(GeneticError(f"island {slot.index} sent a bad final state: {exc}"))
                     return
@@ -280,7 +287,8 @@ class GeneticScheduler(Scheduler):
                 slot.generation = int(slot.final["meta"]["generation"])
                 self._event("finished", island=slot.index, generation=slot.generation,
                             immigrants=int(slot.final["meta"].get("immigrants", 0)),
-                            cpu=float(header.get("cpu", 0.0)))
+                            cpu=float(header.get("cpu", 0.0)), rows_batched=agreed,
+                            rows_filled=new, rows_differed=differed)
                 self._maybe_done()
             elif state.is_terminal:
                 self._lost(driver, slot, status)
@@ -304,6 +312,8 @@ class GeneticScheduler(Scheduler):
                                     f"last: {status.state.name} {status.message}"))
             return
         self.by_task.pop(slot.task_id, None)
+        # what the lost attempt reported past its last state, the relaunch reports again
+        self.history.truncate(slot.index, slot.state_generation if slot.state else 0)
         slot.attempt += 1
         slot.phase, slot.task_id, slot.agent_id, slot.pid = "pending", "", "", None
         self._new_tasks()
@@ -337,6 +347,7 @@ class GeneticScheduler(Scheduler):
             try:
                 kind, header, arrays = self._decode(driver, data)
                 if kind == "stats":
+                    header["columns"] = arrays
                     self._stats(driver, slot, header)
                 elif kind == "emigrants":
                     self._emigrants(driver, slot, int(header["epoch"]),
@@ -378,13 +389,12 @@ class GeneticScheduler(Scheduler):
             self._send(driver, s, peers)
 
     def _stats(self, driver: SchedulerDriver, slot: _Slot, header: dict[str, Any]) -> None:
-        first = not any(e["event"] == "first_generation" for e in self.events)
-        for row in header["rows"]:
-            self.history[(int(row["island"]), int(row["generation"]))] = row
+        self.history.add(slot.index, header["columns"], limit=self.plan.generations)
         slot.generation = int(header["generation"])
         slot.evaluations = int(header["evaluations"])
         slot.best_w = float(header["best_w"])
-        if first:
+        if not self.first_seen:
+            self.first_seen = True
             self._event("first_generation", island=slot.index)
         if self.best is None or slot.best_w > self.best:
             self.best, self.best_generation = slot.best_w, slot.generation
@@ -438,8 +448,8 @@ class GeneticScheduler(Scheduler):
 
     def _state(self, slot: _Slot, header: dict[str, Any], arrays: dict[str, Any]) -> None:
         g = int(header["generation"])
-        for row in header.pop("rows", []):
-            self.history[(int(row["island"]), int(row["generation"]))] = row
+        self.history.add(slot.index, _rows(arrays), limit=self.plan.generations)
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("rows.")}
         slot.state = encode("state", header, arrays)
         slot.state_generation = g
         for epoch in [e for e in self.delivered[slot.index] if e <= g]:
@@ -465,8 +475,7 @@ class GeneticScheduler(Scheduler):
         """The run checkpoint (the format ``resume=`` reads) at ``generation``."""
         run = self.run
         g = run.problem.genome
-        history = [self.history[k] for k in sorted(self.history, key=lambda k: (k[1], k[0]))
-                   if k[1] <= generation]
+        history = self.history.rows(upto=generation)
         meta = {"problem": _jsonable(run.problem.signature()),
                 "engine_rng": run.rng.bit_generator.state, "history": history,
                 "generation": generation, "best": self.best,
@@ -514,37 +523,36 @@ class Progress:
 
     def __init__(self, display: Any) -> None:
         self.display = display
-        self.seen = 0
-        self.agg: dict[int, list[float]] = {}      # generation -> [best, sum of means, count]
         self.next = 1
 
     def __call__(self, sched: GeneticScheduler, force: bool = False) -> None:
         if self.display is None:
             return
-        rows = sched.history
-        maximize = bool(sched.run.problem.maximize[0])
-        for row in itertools.islice(rows.values(), self.seen, None):
-            a = self.agg.setdefault(int(row["generation"]), [row["best"], 0.0, 0])
-            a[0] = max(a[0], row["best"]) if maximize else min(a[0], row["best"])
-            a[1] += row["mean"]
-            a[2] += 1
-        self.seen = len(rows)
         slots = sched.slots
         done = min(s.generation for s in slots)
+        if done < self.next:
+            return
+        maximize = bool(sched.run.problem.maximize[0])
+        gens, best, mean, count = sched.history.per_generation(
+            maximize, np.arange(self.next, done + 1))
         evals = sum(s.evaluations for s in slots)
         running = sum(s.phase == "running" for s in slots)
-        while self.next <= done:
-            a = self.agg.pop(self.next, None)
-            if a is not None:
-                self.display.update(generation=self.next, best=a[0], mean=a[1] / a[2],
-                                    evaluations=evals, running=running, islands=len(slots),
-                                    force=force and self.next == done)
-            self.next += 1
+        for g, b, m in zip(gens[count > 0].tolist(), best[count > 0].tolist(),
+                           mean[count > 0].tolist()):
+            self.display.update(generation=g, best=b, mean=m, evaluations=evals,
+                                running=running, islands=len(slots),
+                                force=force and g == done)
+        self.next = done + 1
 
     def close(self, sched: GeneticScheduler, outcome: str) -> None:
         if self.display is not None:
             self(sched, force=True)
             self.display.close(outcome)
+
+
+def _rows(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The statistics rows a state frame carries (its ``rows.*`` arrays)."""
+    return {k[5:]: v for k, v in arrays.items() if k.startswith("rows.")}
 
 
 def _local_slots(master: str) -> int | None:
@@ -579,7 +587,7 @@ def run_distributed(run: Any, master: str, *, generations: int, synchronous: boo
     task_resources = Resources(cpus=round(share - EXECUTOR_CPUS, 6), mem=float(island_mem))
     plan = Plan(generations=generations, migration_interval=run.interval,
                 migrants=run.migrants, checkpoint_every=checkpoint_every,
-                synchronous=synchronous, islands=n,
+                synchronous=synchronous, islands=n, report_generations=REPORT_GENERATIONS,
                 w_target=None if target is None else float(run.problem.weights[0]) * target)
     w = float(run.problem.weights[0])
     rules = _Rules(max_evaluations, max_seconds, None if target is None else w * target,
@@ -636,7 +644,7 @@ def _finish(run: Any, sched: GeneticScheduler, checkpoint: Any, seed: int | None
     islands = [Island.from_state(run.problem, run.settings[s.index], s.final)
                for s in sched.slots]  # type: ignore[arg-type]
     run.islands = islands
-    run.history = [sched.history[k] for k in sorted(sched.history, key=lambda k: (k[1], k[0]))]
+    run.history = sched.history
     run.generation = max(isl.generation for isl in islands)
     run.best = sched.best
     run.since_improvement = sched.since_improvement

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .crossover import Crossover
+from .history import COLUMNS as STAT_COLUMNS
 from .errors import ConfigError
 from .mutation import Mutation
 from .nsga2 import crowding_distance, mo_key, nondominated_fronts, select_nsga2
@@ -23,7 +24,7 @@ from .population import Population, genome_hashes, kernels, order_key
 from .problem import Problem
 from .selection import Selection
 
-__all__ = ["SCHEMES", "Island", "Settings"]
+__all__ = ["SCHEMES", "STAT_COLUMNS", "Island", "Settings"]
 
 SCHEMES = ("generational", "mu_plus_lambda", "nsga2")
 MAX_ERRORS = 100
@@ -214,22 +215,24 @@ class Island:
 
     def step(self, n: int = 1) -> list[dict[str, Any]]:
         """Advance ``n`` generations; returns one statistics row per generation."""
-        rows = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            scheme = self.settings.scheme
-            if scheme == "generational":
-                self._generational()
-            elif scheme == "mu_plus_lambda":
-                self._mu_plus_lambda()
-            else:
-                self._nsga2()
-            self.generation += 1
-            self._key = None
-            self._update_hof()
-            self.seconds += time.perf_counter() - t0
-            rows.append(self.stats())
-        return rows
+        return [dict(zip(STAT_COLUMNS, self.advance())) for _ in range(n)]
+
+    def advance(self) -> tuple:
+        """Advance one generation; returns its statistics row as a tuple in
+        :data:`STAT_COLUMNS` order (what :meth:`step` puts in a dictionary)."""
+        t0 = time.perf_counter()
+        scheme = self.settings.scheme
+        if scheme == "generational":
+            self._generational()
+        elif scheme == "mu_plus_lambda":
+            self._mu_plus_lambda()
+        else:
+            self._nsga2()
+        self.generation += 1
+        self._key = None
+        self._update_hof()
+        self.seconds += time.perf_counter() - t0
+        return self.stats_row()
 
     def _vary(self, genomes: np.ndarray) -> np.ndarray:
         space, rng = self.problem.genome, self.rng
@@ -293,6 +296,10 @@ class Island:
 
     def stats(self) -> dict[str, Any]:
         """Statistics of the current generation (objective 0, viable individuals)."""
+        return dict(zip(STAT_COLUMNS, self.stats_row()))
+
+    def stats_row(self) -> tuple:
+        """:meth:`stats` as a tuple in :data:`STAT_COLUMNS` order."""
         pop = self.pop
         f = pop.fitness[:, 0]
         if not pop.viable.all():
@@ -309,10 +316,8 @@ class Island:
             best = mean = std = float("nan")
             self.best_w = float("-inf")
             distinct = _distinct(pop.hashes)
-        return {"generation": self.generation, "island": self.index, "best": best,
-                "mean": mean, "std": std,
-                "diversity": distinct / pop.n,
-                "evaluations": self.evaluations, "seconds": self.seconds}
+        return (self.generation, self.index, best, mean, std, distinct / pop.n,
+                self.evaluations, self.seconds)
 
     def _update_hof(self) -> None:
         k = self.settings.hall_of_fame
@@ -360,7 +365,7 @@ class Island:
         k = min(migrants.n, self.pop.n)
         self.immigrants += k
         worst = np.argsort(self.key(), kind="stable")[:k]
-        self.pop.put(worst, migrants.take(np.arange(k)))
+        self.pop.put(worst, migrants if k == migrants.n else migrants.take(np.arange(k)))
         self._after_change()
         self._refresh_best()
 

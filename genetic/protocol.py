@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -40,9 +41,14 @@ __all__ = [
     "ProtocolError",
     "decode",
     "encode",
+    "pack_migrants",
     "pack_population",
     "pack_spec",
     "pack_state",
+    "migrants_epoch",
+    "migrants_layout",
+    "migrants_size",
+    "unpack_migrants",
     "unpack_population",
     "unpack_spec",
     "unpack_state",
@@ -111,6 +117,77 @@ def unpack_population(arrays: dict[str, np.ndarray], prefix: str = "") -> Popula
     if prefix + "genomes" not in arrays:
         return None
     return Population(*(arrays[prefix + f] for f in _POP_FIELDS))
+
+
+# Asynchronous migrants are written to a file every epoch and read by other islands, so their
+# layout is fixed binary instead of a frame: the readers know the dtypes and widths (the same
+# problem), a reader that already took an epoch looks at 24 bytes and stops, and neither side
+# builds or parses JSON on the islands' hot path.
+_MIGRANTS = struct.Struct("<4sIqQ")     # magic, CRC32 of what follows it, epoch, count
+_MIG_MAGIC = b"OPGM"
+
+
+def pack_migrants(epoch: int, pop: Population) -> bytes:
+    """``pop`` (the emigrants of ``epoch``) as the bytes of an island's migrants file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pop = Population(np.arange(6.0).reshape(2, 3), np.ones((2, 1)), np.ones(2, bool),
+    ...                  np.zeros(2), np.arange(2, dtype=np.uint64))
+    >>> data = pack_migrants(7, pop)
+    >>> migrants_epoch(data), unpack_migrants(data, pop).genomes.tolist()
+    (7, [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    """
+    body = b"".join([struct.pack("<qQ", epoch, pop.n)] +
+                    [np.ascontiguousarray(getattr(pop, f)).tobytes() for f in _POP_FIELDS])
+    return _MIG_MAGIC + struct.pack("<I", zlib.crc32(body)) + body
+
+
+def migrants_epoch(data: bytes) -> int | None:
+    """The epoch a migrants file holds, or ``None`` when it is not one (empty, foreign)."""
+    if len(data) < _MIGRANTS.size or data[:4] != _MIG_MAGIC:
+        return None
+    return int(_MIGRANTS.unpack_from(data)[2])
+
+
+def migrants_layout(like: Population) -> list[tuple[np.dtype, tuple[int, ...], int]]:
+    """(dtype, row shape, row bytes) of each population array: what a reader needs to know
+    of the migrants it takes (compute it once, pass it to :func:`unpack_migrants`)."""
+    fields = [getattr(like, f) for f in _POP_FIELDS]
+    return [(a.dtype, a.shape[1:], a.dtype.itemsize * math.prod(a.shape[1:])) for a in fields]
+
+
+def _layout(like: Any) -> list[tuple[np.dtype, tuple[int, ...], int]]:
+    return migrants_layout(like) if isinstance(like, Population) else like
+
+
+def migrants_size(data: bytes, like: Any) -> int:
+    """How many bytes the migrants file whose first bytes are ``data`` needs."""
+    if len(data) < _MIGRANTS.size or data[:4] != _MIG_MAGIC:
+        return 0
+    n = _MIGRANTS.unpack_from(data)[3]
+    return _MIGRANTS.size + n * sum(r[2] for r in _layout(like))
+
+
+def unpack_migrants(data: bytes, like: Any) -> Population | None:
+    """Inverse of :func:`pack_migrants` for a population shaped like ``like`` (a
+    :class:`Population`, or its :func:`migrants_layout`); ``None`` when the bytes are
+    incomplete or do not check (caught mid-write)."""
+    if len(data) < _MIGRANTS.size or data[:4] != _MIG_MAGIC:
+        return None
+    _, crc, _, n = _MIGRANTS.unpack_from(data)
+    rows = _layout(like)
+    end = _MIGRANTS.size + n * sum(r[2] for r in rows)
+    # (the file is overwritten in place, so it may be longer than what was last written)
+    if len(data) < end or zlib.crc32(memoryview(data)[8:end]) != crc:
+        return None
+    pos, out = _MIGRANTS.size, []
+    for dtype, shape, size in rows:
+        out.append(np.frombuffer(data, dtype, n * size // dtype.itemsize, pos)
+                   .reshape((n,) + shape))
+        pos += n * size
+    return Population(*out)
 
 
 def pack_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

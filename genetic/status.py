@@ -28,23 +28,16 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def series(history: dict, weight: float) -> list[dict]:
-    """Best (over islands, in the objective's direction) and mean fitness per generation."""
-    per_gen: dict[int, list[dict]] = {}
-    for (_, gen), row in history.items():
-        per_gen.setdefault(int(gen), []).append(row)
-    points = []
-    for gen in sorted(per_gen):
-        rows = per_gen[gen]
-        bests = [b for b in (_finite(r.get("best")) for r in rows) if b is not None]
-        means = [m for m in (_finite(r.get("mean")) for r in rows) if m is not None]
-        points.append({"generation": gen,
-                       "best": (max(bests, key=lambda b: b * weight) if bests else None),
-                       "mean": (sum(means) / len(means) if means else None)})
-    if len(points) > MAX_POINTS:
-        step = (len(points) - 1) / (MAX_POINTS - 1)
-        points = [points[round(i * step)] for i in range(MAX_POINTS)]
-    return points
+def series(history: Any, weight: float) -> list[dict]:
+    """Best (over islands, in the objective's direction) and mean fitness per generation of a
+    :class:`genetic.history.History`; only the generations charted are aggregated."""
+    gens = history.generations()
+    if gens.size > MAX_POINTS:
+        step = (gens.size - 1) / (MAX_POINTS - 1)
+        gens = gens[[round(i * step) for i in range(MAX_POINTS)]]
+    gens, best, mean, _ = history.per_generation(weight > 0, gens)
+    return [{"generation": g, "best": _finite(b), "mean": _finite(m)}
+            for g, b, m in zip(gens.tolist(), best.tolist(), mean.tolist())]
 
 
 def document(sched: Any) -> dict:
