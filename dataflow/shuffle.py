@@ -332,7 +332,10 @@ def _write_columnar(chunks: Iterator, agg: Aggregator, n: int, out: _BucketFiles
             size = len(cols[1]) * max(int(cols[1].max()), -int(cols[1].min()))
             if size >= _INT64_LIMIT:
                 return _overflowed(cols, acc_k, acc_v, chunks)
-        k, v = _kernels.hash_aggregate(cols[0], cols[1], agg.op)
+        # a chunk of records is combined at once (it is small); big batches of a columnar
+        # partition are combined together, once, unless memory runs short
+        small = len(cols[0]) <= COLUMN_CHUNK
+        k, v = _kernels.hash_aggregate(cols[0], cols[1], agg.op) if small else cols
         if v.dtype == np.int64 and agg.op == "add":
             bound += size
             if bound >= _INT64_LIMIT:
@@ -340,7 +343,8 @@ def _write_columnar(chunks: Iterator, agg: Aggregator, n: int, out: _BucketFiles
         acc_k.append(k)
         acc_v.append(v)
         acc_n += len(k)
-        if acc_n > max(COLUMN_CHUNK, 2 * compacted) and len(acc_k) > 1:
+        if len(acc_k) > 1 and ((small and acc_n > max(COLUMN_CHUNK, 2 * compacted))
+                               or acc_n * 32 > budget):
             k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
             acc_k, acc_v, acc_n = [k], [v], len(k)
             compacted = acc_n
