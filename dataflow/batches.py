@@ -16,10 +16,11 @@ kept as the keys and the constant so that ``reduceByKey(add)`` can count keys in
 Examples
 --------
 >>> from dataflow.vectorize import analyse
->>> part = range_columns(range(10))
->>> part = apply(part, "map", analyse(lambda x: x * x), lambda it: map(lambda x: x * x, it))
->>> part = apply(part, "filter", analyse(lambda x: x % 2 == 0), None)
->>> list(part.records()), add_fold(part, 0)
+>>> def squares_of_evens():
+...     part = range_columns(range(10))
+...     part = apply(part, "map", analyse(lambda x: x * x), lambda it: (x * x for x in it))
+...     return apply(part, "filter", analyse(lambda x: x % 2 == 0), None)
+>>> list(squares_of_evens().records()), add_fold(squares_of_evens(), 0)
 ([0, 4, 16, 36, 64], 120)
 """
 from __future__ import annotations
@@ -35,6 +36,13 @@ from .vecexec import INT_MAX, INT_MIN, Col, Fallback, as_columns, evaluate, mask
 
 #: Records per batch of a range: 8 MB per int64 column.
 CHUNK = 1 << 20
+
+
+class Part:
+    """A partition in a form other than an iterator of records; :meth:`records` gives them."""
+
+    def records(self) -> Iterator:
+        raise NotImplementedError
 
 
 class Batch:
@@ -53,7 +61,7 @@ class Batch:
         return list(zip(*[c.arr.tolist() for c in v]))
 
 
-class Columnar:
+class Columnar(Part):
     """A partition as a stream of :class:`Batch` objects and iterables of records."""
 
     def __init__(self, items: Iterable) -> None:
@@ -64,20 +72,20 @@ class Columnar:
             i.records() if isinstance(i, Batch) else i for i in self.items)
 
 
-class ConstPairs:
-    """The records ``(k, c)`` for every ``k`` of ``keys``."""
+class ConstPairs(Part):
+    """The records ``(k, c)`` for every ``k`` of ``keys`` (records or a :class:`Part`)."""
 
     def __init__(self, keys: Iterable, c: Any) -> None:
         self.keys = keys
         self.c = c
 
     def records(self) -> Iterator:
-        return zip(self.keys, itertools.repeat(self.c))
+        return zip(as_records(self.keys), itertools.repeat(self.c))
 
 
 def as_records(part: Any) -> Iterator:
     """The records of a partition in any representation."""
-    if isinstance(part, (Columnar, ConstPairs)):
+    if isinstance(part, Part):
         return part.records()
     return part
 

@@ -79,6 +79,12 @@ class SourceNode(Node):
             cols = range_columns(data)
             if cols is not None:
                 return cols
+        from .io import read_text_split
+        if self.reader is read_text_split:
+            from .words import text_blocks
+            blocks = text_blocks(data)
+            if blocks is not None:
+                return blocks
         return self.compute(split, tc)
 
     def _prune_many(self, splits: set) -> Node:
@@ -93,6 +99,8 @@ class MapPartitionsNode(Node):
     ``vec`` is ``("map" | "filter", expression)`` when ``func`` is a ``map`` or ``filter`` by a
     function :mod:`dataflow.vectorize` could analyse: the node then runs on columns when its
     parent gives columns (:mod:`dataflow.batches`), with ``func`` for what must stay Python.
+    ``("split", None)`` marks ``flatMap(str.split)``, which keeps a text split's blocks
+    (:mod:`dataflow.words`).
     """
 
     def __init__(self, parent: Node, func: Callable[[int, Iterator], Iterable],
@@ -113,15 +121,18 @@ class MapPartitionsNode(Node):
         from . import batches
         kind, expr = self.vec
         got = self.children[0].columnar(split, tc)
-        if isinstance(got, batches.Columnar):
+        if kind == "split":  # flatMap(str.split)
+            from .words import TextBlocks, Words
+            if isinstance(got, TextBlocks):
+                return Words(got)
+        elif isinstance(got, batches.Columnar):
             return batches.apply(got, kind, expr, lambda it: self.func(split, it))
-        got = batches.as_records(got)
-        if kind == "map":
+        elif kind == "map":
             from .vectorize import const_pair
             c = const_pair(expr)
-            if c is not None:
+            if c is not None and not isinstance(got, batches.ConstPairs):
                 return batches.ConstPairs(got, c)
-        return iter(self.func(split, got))
+        return iter(self.func(split, batches.as_records(got)))
 
 
 class UnionNode(Node):

@@ -229,7 +229,8 @@ class RDD(Actions, PairOps):
         [0, 1, 0, 1, 2]
         """
         return MapPartitionsRDD(self, lambda _, it: chain.from_iterable(map(f, it)),
-                                preservesPartitioning)
+                                preservesPartitioning,
+                                vec=("split", None) if f is str.split else None)
 
     def filter(self, f: Callable[[Any], bool]) -> RDD:
         """Keep the elements for which ``f`` is true.
@@ -437,7 +438,9 @@ class MapPartitionsRDD(RDD):
 
     def _compute_node(self) -> plan.Node:
         vec = None
-        if self._vec is not None and self.ctx.vectorize:
+        if self._vec is not None and self._vec[0] == "split":
+            vec = self._vec if self.ctx.vectorize else None
+        elif self._vec is not None and self.ctx.vectorize:
             from .vectorize import analyse
             expr = analyse(self._vec[1])
             vec = (self._vec[0], expr) if expr is not None else None

@@ -200,7 +200,7 @@ def write_map_output(spec: ShuffleWriteSpec, records: Any, shuffle_root: str,
 
     ``records`` is an iterable of records or a columnar partition (:mod:`dataflow.batches`).
     """
-    from .batches import Columnar, ConstPairs
+    from .batches import Columnar, ConstPairs, as_records
     part = spec.partitioner
     n = part.num_partitions
     final = map_output_dir(shuffle_root, spec.shuffle_id, map_id, attempt)
@@ -216,12 +216,11 @@ def write_map_output(spec: ShuffleWriteSpec, records: Any, shuffle_root: str,
                 and agg.create_combiner is _identity and type(records.c) is int:
             it = _write_const_counts(records, part, out, budget)
         elif columnar:
-            chunks = records.items if isinstance(records, Columnar) else iter(records)
+            chunks = records.items if isinstance(records, Columnar) else iter(as_records(records))
             it = _write_columnar(_column_chunks(chunks, agg.op, isinstance(records, Columnar)),
                                  agg, n, out, budget)
         else:
-            it = iter(records.records() if isinstance(records, (Columnar, ConstPairs))
-                      else records)
+            it = iter(as_records(records))
         if it is not None:
             if agg is not None:
                 _write_combined(it, agg, part, out, budget)
@@ -258,9 +257,15 @@ def _write_const_counts(pairs: Any, part: Partitioner, out: _BucketFiles,
     """
     from collections import Counter
 
+    from .batches import as_records
     from .spill import estimate_entry_size
+    from .words import Words, count_words
     c = pairs.c
-    keys = iter(pairs.keys)
+    if isinstance(pairs.keys, Words):  # the words of a text file: counted on its bytes
+        for items in count_words(pairs.keys, budget):
+            _write_records(_times(items, c), part, out)
+        return
+    keys = iter(as_records(pairs.keys))
     counts: Counter = Counter()
     entry = 0.0
     chunks = 0
@@ -278,10 +283,11 @@ def _write_const_counts(pairs: Any, part: Partitioner, out: _BucketFiles,
     _write_records(_times(counts, c), part, out)
 
 
-def _times(counts: dict, c: int) -> Iterable:
+def _times(counts: Any, c: int) -> Iterable:
+    items = counts.items() if isinstance(counts, dict) else counts
     if c == 1:
-        return counts.items()
-    return ((k, n * c) for k, n in counts.items())
+        return items
+    return ((k, n * c) for k, n in items)
 
 
 def _column_chunks(items: Iterator, op: str | None, batched: bool) -> Iterator:
