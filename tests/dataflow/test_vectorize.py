@@ -316,15 +316,31 @@ def test_w1_shape_counts_words_like_python(tmp_path):
     words = ["a", "bb", "a", "c", "é", "bb", "a"]
     for i in range(3):
         (tmp_path / f"part-{i}.txt").write_text("\n".join(
-            " ".join(words[j:] + words[:j]) for j in range(i, 7)) + "\n")
+            " ".join(words[j:] + words[:j]) for j in range(i, 7)) + "\r\n")
+    # words separated by characters only str.split takes for whitespace
+    (tmp_path / "part-3.txt").write_text("a\x1cb c\u3000d\n\u00a0a\x85b\n")
     ref = Counter()
     for p in sorted(tmp_path.iterdir()):
         ref.update(p.read_text().split())
     for c, add in ((1, operator.add), (3, lambda a, b: a + b)):
-        got = both(lambda ctx, c=c, add=add: dict(
-            ctx.textFile(str(tmp_path)).flatMap(str.split).map(lambda w: (w, c))
-            .reduceByKey(add).collect()))
-        assert got == {w: n * c for w, n in ref.items()}
+        got = both(lambda ctx, c=c, add=add: ctx.textFile(str(tmp_path)).flatMap(str.split)
+                   .map(lambda w: (w, c)).reduceByKey(add).collect())  # same order, too
+        assert dict(got) == {w: n * c for w, n in ref.items()}
+
+
+def test_w1_shape_bad_utf8_raises_the_same_error(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\xfe\n")
+    got = both(lambda ctx: run_or_error(lambda: ctx.textFile(str(tmp_path)).flatMap(str.split)
+                                        .map(lambda w: (w, 1)).reduceByKey(operator.add)
+                                        .collect()))
+    assert got == ("raised", "UnicodeDecodeError")
+
+
+def run_or_error(f):
+    try:
+        return f()
+    except TaskFailedError as exc:
+        return ("raised", exc.remote_type)
 
 
 def test_w1_shape_spills_partial_counts_within_a_small_budget():
