@@ -5,7 +5,10 @@ shuffle's partitioner and, when the shuffle has an aggregator, combined map-side
 plain ints (keys) and ints/floats (values) are combined in columnar batches by the
 ``_native.shuffle`` kernels when the combine function is ``add``/``min``/``max``; anything else
 goes through a dict, merged by ``_native.columnar.combine_into`` (``count_into`` for ``add``
-over ints). Without an aggregator (``groupByKey``, ``sortByKey``, ``partitionBy``, ``join``)
+over ints). A columnar partition (:mod:`dataflow.batches`) hands its key/value arrays to those
+kernels directly, and ``(w, c)`` pairs with an int ``c`` are counted per key
+(:func:`_write_const_counts`; words of a text file on its bytes, :mod:`dataflow.words`).
+Without an aggregator (``groupByKey``, ``sortByKey``, ``partitionBy``, ``join``)
 chunks of such pairs still travel as columns when the partitioner can place a key column at
 once (:meth:`~dataflow.partitioner.Partitioner.ids`), for :mod:`dataflow.columnar` to sort,
 group or join on the reduce side. Each bucket becomes one file of lz4-compressed frames (pickled record
