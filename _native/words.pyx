@@ -10,10 +10,17 @@ character Python counts as whitespace; the caller checks that (see
 ``dataflow.textcount``) and hands such words over one by one with :meth:`add_words`.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
 
-import numpy as np
+
+cdef struct Entry:
+    # one cache line per lookup: the hash is checked before the word's bytes are compared
+    uint64_t hash
+    int64_t count
+    int64_t off
+    int64_t length
 
 
 cdef inline bint _space(unsigned char c) noexcept nogil:
@@ -32,75 +39,88 @@ cdef inline uint64_t _hash(const unsigned char* p, Py_ssize_t n) noexcept nogil:
 cdef class WordCounter:
     """Counts of distinct words (UTF-8 bytes), in order of first occurrence."""
 
-    cdef bytearray arena
-    cdef Py_ssize_t used, count
-    cdef object off, length, hashes, counts, slots
-    cdef int64_t[::1] off_v, len_v, cnt_v, slot_v
-    cdef uint64_t[::1] hash_v
+    cdef unsigned char* arena
+    cdef Py_ssize_t arena_cap, used, count, cap
+    cdef Entry* entries
+    cdef int64_t* slots  # entry index + 1; 0 is an empty slot
+    cdef uint64_t mask
 
-    def __init__(self):
-        self.arena = bytearray(1 << 16)
+    def __cinit__(self):
+        self.arena_cap = 1 << 16
+        self.arena = <unsigned char*>PyMem_Malloc(self.arena_cap)
+        self.cap = 1 << 10
+        self.entries = <Entry*>PyMem_Malloc(self.cap * sizeof(Entry))
+        self.slots = <int64_t*>PyMem_Malloc(2 * self.cap * sizeof(int64_t))
+        if self.arena == NULL or self.entries == NULL or self.slots == NULL:
+            raise MemoryError()
+        memset(self.slots, 0, 2 * self.cap * sizeof(int64_t))
+        self.mask = 2 * self.cap - 1
         self.used = 0
         self.count = 0
-        self._alloc(1 << 10)
 
-    cdef _alloc(self, Py_ssize_t cap):
-        old = self.count
-        off = np.zeros(cap, dtype=np.int64)
-        length = np.zeros(cap, dtype=np.int64)
-        counts = np.zeros(cap, dtype=np.int64)
-        h = np.zeros(cap, dtype=np.uint64)
-        if old:
-            off[:old] = self.off[:old]
-            length[:old] = self.length[:old]
-            counts[:old] = self.counts[:old]
-            h[:old] = self.hashes[:old]
-        self.off, self.length, self.counts, self.hashes = off, length, counts, h
-        self.off_v, self.len_v, self.cnt_v = off, length, counts
-        self.hash_v = h
-        # the table has twice as many slots as entries can be: probes stay short
-        self.slots = np.full(2 * cap, -1, dtype=np.int64)
-        self.slot_v = self.slots
-        cdef Py_ssize_t i
-        cdef uint64_t mask = <uint64_t>(2 * cap - 1), s
-        for i in range(old):
-            s = self.hash_v[i] & mask
-            while self.slot_v[s] >= 0:
-                s = (s + 1) & mask
-            self.slot_v[s] = i
+    def __dealloc__(self):
+        PyMem_Free(self.arena)
+        PyMem_Free(self.entries)
+        PyMem_Free(self.slots)
 
-    cdef void _add(self, const unsigned char* p, Py_ssize_t n, int64_t times) except *:
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t cap = 2 * self.cap, i
+        cdef Entry* e = <Entry*>PyMem_Realloc(self.entries, cap * sizeof(Entry))
+        if e == NULL:
+            raise MemoryError()
+        self.entries = e
+        cdef int64_t* slots = <int64_t*>PyMem_Malloc(2 * cap * sizeof(int64_t))
+        if slots == NULL:
+            raise MemoryError()
+        memset(slots, 0, 2 * cap * sizeof(int64_t))
+        PyMem_Free(self.slots)
+        self.slots = slots
+        self.cap = cap
+        # twice as many slots as entries can be: probes stay short
+        self.mask = 2 * cap - 1
+        cdef uint64_t s
+        for i in range(self.count):
+            s = self.entries[i].hash & self.mask
+            while self.slots[s]:
+                s = (s + 1) & self.mask
+            self.slots[s] = i + 1
+        return 0
+
+    cdef int _add(self, const unsigned char* p, Py_ssize_t n, int64_t times) except -1:
         cdef uint64_t h = _hash(p, n)
-        cdef uint64_t mask = <uint64_t>(self.slot_v.shape[0] - 1)
-        cdef uint64_t s = h & mask
-        cdef int64_t e
-        cdef char* base
+        cdef uint64_t s = h & self.mask
+        cdef int64_t i
+        cdef Entry* e
+        cdef unsigned char* a
         while True:
-            e = self.slot_v[s]
-            if e < 0:
+            i = self.slots[s]
+            if i == 0:
                 break
-            if self.hash_v[e] == h and self.len_v[e] == n:
-                base = <char*>self.arena
-                if memcmp(base + self.off_v[e], p, n) == 0:
-                    self.cnt_v[e] += times
-                    return
-            s = (s + 1) & mask
-        if self.count == self.off_v.shape[0]:
-            self._alloc(2 * self.off_v.shape[0])
-            self._add(p, n, times)
-            return
-        while self.used + n > len(self.arena):
-            self.arena.extend(bytes(len(self.arena)))
-        base = <char*>self.arena
-        memcpy(base + self.used, p, n)
-        e = self.count
-        self.off_v[e] = self.used
-        self.len_v[e] = n
-        self.hash_v[e] = h
-        self.cnt_v[e] = times
-        self.slot_v[s] = e
-        self.used += n
+            e = &self.entries[i - 1]
+            if e.hash == h and e.length == n and memcmp(self.arena + e.off, p, n) == 0:
+                e.count += times
+                return 0
+            s = (s + 1) & self.mask
+        if self.count == self.cap:
+            self._grow()
+            return self._add(p, n, times)
+        if self.used + n > self.arena_cap:
+            while self.used + n > self.arena_cap:
+                self.arena_cap *= 2
+            a = <unsigned char*>PyMem_Realloc(self.arena, self.arena_cap)
+            if a == NULL:
+                raise MemoryError()
+            self.arena = a
+        memcpy(self.arena + self.used, p, n)
+        e = &self.entries[self.count]
+        e.hash = h
+        e.count = times
+        e.off = self.used
+        e.length = n
         self.count += 1
+        self.slots[s] = self.count
+        self.used += n
+        return 0
 
     def add_block(self, bytes block):
         """Count the words of ``block`` (UTF-8 bytes split at ASCII whitespace) and return
@@ -136,13 +156,15 @@ cdef class WordCounter:
     @property
     def nbytes(self):
         """Memory held, in bytes."""
-        return len(self.arena) + self.off_v.shape[0] * 48
+        return self.arena_cap + self.cap * (sizeof(Entry) + 2 * sizeof(int64_t))
 
     def items(self):
         """``(word, count)`` pairs, words decoded, in order of first occurrence."""
-        data = bytes(self.arena[:self.used])
-        offs = self.off[:self.count].tolist()
-        lens = self.length[:self.count].tolist()
-        counts = self.counts[:self.count].tolist()
-        return [(data[o:o + m].decode("utf-8", "surrogatepass"), c)
-                for o, m, c in zip(offs, lens, counts)]
+        cdef Py_ssize_t i
+        cdef Entry* e
+        out = []
+        for i in range(self.count):
+            e = &self.entries[i]
+            out.append(((<char*>self.arena)[e.off:e.off + e.length].decode("utf-8", "surrogatepass"),
+                        e.count))
+        return out
