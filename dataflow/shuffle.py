@@ -341,9 +341,12 @@ def _write_columnar(chunks: Iterator, agg: Aggregator, n: int, out: _BucketFiles
             size = len(cols[1]) * max(int(cols[1].max()), -int(cols[1].min()))
             if size >= _INT64_LIMIT:
                 return _overflowed(cols, acc_k, acc_v, chunks)
-        # a chunk of records is combined at once (it is small); big batches of a columnar
-        # partition are combined together, once, unless memory runs short
-        small = len(cols[0]) <= COLUMN_CHUNK
+        # a chunk of int records is combined at once (it is small); big batches of a columnar
+        # partition are combined together, once, unless memory runs short. Float values are
+        # never combined per chunk: combining the accumulated columns in arrival order adds
+        # each key's values one after the other, as Python would, whatever the chunk sizes,
+        # so the columnar and the record paths round alike (short of memory pressure)
+        small = len(cols[0]) <= COLUMN_CHUNK and cols[1].dtype == np.int64
         k, v = _kernels.hash_aggregate(cols[0], cols[1], agg.op) if small else cols
         if v.dtype == np.int64 and agg.op == "add":
             bound += size

@@ -361,3 +361,17 @@ def test_vectorised_pipeline_on_executor_processes(shared_contexts):
     for i in range(300_000):
         ref[(i * 7919) % nk] += i
     assert got == dict(ref)
+
+
+def test_float_sums_add_each_keys_values_in_order_on_both_paths():
+    n, parts = 300_000, 2
+    got = both(lambda ctx: ctx.range(n, numSlices=parts).map(lambda i: (i % 7, i / 3 + 0.1))
+               .reduceByKey(operator.add).collectAsMap())
+    expected: dict = {}
+    for p in range(parts):  # each map task adds in order, the reducer adds the partials in order
+        partial: dict = {}
+        for i in range(p * n // parts, (p + 1) * n // parts):
+            partial[i % 7] = partial[i % 7] + (i / 3 + 0.1) if i % 7 in partial else i / 3 + 0.1
+        for k, v in partial.items():
+            expected[k] = expected[k] + v if k in expected else v
+    assert got == expected
