@@ -311,7 +311,7 @@ def _length(args: Any) -> int:
     return -1
 
 
-def _eval(e: tuple, args: list, n: int) -> Any:  # noqa: PLR0911
+def _eval(e: tuple, args: list, n: int) -> Any:
     tag = e[0]
     if tag == "arg":
         return args[e[1]]

@@ -161,7 +161,7 @@ def _binary(op: str, a: Expr, b: Expr) -> Expr:
     return ("bin", op, a, b)
 
 
-def _step(f: Callable, code: Any, ins: Any, stack: list, local: dict) -> tuple | None:  # noqa: C901, PLR0911, PLR0912
+def _step(f: Callable, code: Any, ins: Any, stack: list, local: dict) -> tuple | None:
     """Apply one instruction to the symbolic stack; None means fall through to the next one."""
     name = ins.opname
     if name in ("RESUME", "NOP", "CACHE", "COPY_FREE_VARS", "NOT_TAKEN", "EXTENDED_ARG"):

@@ -12,7 +12,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dataflow import Context
-from dataflow.batches import Batch, Columnar, ConstPairs, add_fold, apply, int_sum, range_columns
+from dataflow.batches import (
+    Batch,
+    Columnar,
+    ConstPairs,
+    add_fold,
+    apply,
+    int_sum,
+    range_columns,
+)
 from dataflow.errors import TaskFailedError
 from dataflow.vecexec import Col, Fallback, evaluate
 from dataflow.vectorize import analyse, const_pair, is_add
@@ -51,7 +59,7 @@ def test_analyser_follows_locals_and_reads_closures_when_asked():
     assert analyse(_with_local) == ("bin", "+", ("bin", "*", ("arg", 0), ("const", 2)),
                                     ("const", 1))
     n = 5
-    f = lambda x: x + n  # noqa: E731
+    f = lambda x: x + n
     assert analyse(f) == ("bin", "+", ("arg", 0), ("const", 5))
     n = 6  # a later job reads the new value, as PySpark serialises closures per job
     assert analyse(f) == ("bin", "+", ("arg", 0), ("const", 6))
@@ -159,7 +167,7 @@ def python_values(f, xs):
 
 def make(src):
     # test expressions drawn from the grammar
-    return eval(f"lambda x: {src}", {"INF": math.inf})  # noqa: S307
+    return eval(f"lambda x: {src}", {"INF": math.inf})
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -306,9 +314,8 @@ def test_w2_shape_and_big_sums_stay_exact():
 
 def test_division_by_zero_raises_where_python_does(tmp_path):
     assert both(lambda ctx: ctx.range(-5, 5).map(lambda x: 10 // x).take(2)) == [-2, -3]
-    with Context("inline", max_task_failures=1) as ctx:
-        with pytest.raises(TaskFailedError) as info:
-            ctx.range(-5, 5).map(lambda x: 10 // x).sum()
+    with Context("inline", max_task_failures=1) as ctx, pytest.raises(TaskFailedError) as info:
+        ctx.range(-5, 5).map(lambda x: 10 // x).sum()
     assert info.value.remote_type == "ZeroDivisionError"
 
 
@@ -325,7 +332,7 @@ def test_w1_shape_counts_words_like_python(tmp_path):
     for c, add in ((1, operator.add), (3, lambda a, b: a + b)):
         got = both(lambda ctx, c=c, add=add: ctx.textFile(str(tmp_path)).flatMap(str.split)
                    .map(lambda w: (w, c)).reduceByKey(add).collect())  # same order, too
-        assert dict(got) == {w: n * c for w, n in ref.items()}
+        assert dict(got) == {word: n * c for word, n in ref.items()}
 
 
 def test_w1_shape_bad_utf8_raises_the_same_error(tmp_path):
