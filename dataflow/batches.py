@@ -151,6 +151,22 @@ def _apply_batch(kind: str, expr: tuple, batch: Batch) -> Batch:
     return Batch(tuple(Col(c.arr[mask], c.lo, c.hi) for c in v), count)
 
 
+class Collected:
+    """A partition's records for the trip to the driver: batches travel as arrays (pickled
+    as raw bytes), and iterating gives the records."""
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __iter__(self) -> Iterator:
+        return Columnar(iter(self.items)).records()
+
+
+def collect_part(part: Columnar) -> Collected:
+    """``collect``'s value for one columnar partition."""
+    return Collected([i if isinstance(i, Batch) else list(i) for i in part.items])
+
+
 def count(part: Columnar) -> int:
     """Number of records (the batches are not turned into records)."""
     n = 0

@@ -233,6 +233,9 @@ class ShuffledNode(Node):
     def compute(self, split: int, tc: Any) -> Iterator:
         return tc.read_shuffle(self, split)
 
+    def columnar(self, split: int, tc: Any) -> Any:
+        return tc.read_shuffle(self, split, columns=True)
+
     def _prune_many(self, splits: set) -> Node:
         return self
 

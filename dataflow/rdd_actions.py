@@ -117,7 +117,7 @@ class Actions:
     def collect(self) -> list:
         """All elements, in partition order."""
         out: list = []
-        for part in self._per_partition(list):
+        for part in self._per_partition(list, on_columns=batches.collect_part):
             out.extend(part)
         return out
 

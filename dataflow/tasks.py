@@ -201,7 +201,9 @@ class TaskContext:
         self.cached_blocks.append(key)
         return iter(data)
 
-    def read_shuffle(self, node: Any, split: int) -> Iterator:
+    def read_shuffle(self, node: Any, split: int, columns: bool = False) -> Any:
+        """The records of reduce partition ``split`` of ``node``'s shuffle; with ``columns``,
+        a columnar partition (:mod:`dataflow.batches`) instead when the merge ended as arrays."""
         from . import columnar
         from .spill import ExternalAggregator, identity
         statuses = self.map_outputs[node.shuffle_id]
@@ -231,6 +233,13 @@ class TaskContext:
                     agg.insert_columns(frame[0], frame[1])
                 else:
                     agg.insert_values(zip(frame[0].tolist(), frame[1].tolist()))
+            merged = agg.columns() if columns and node.sort_key is None else None
+            if merged is not None:
+                from .batches import Batch, Columnar
+                from .vecexec import column
+                self._count_spills(agg)
+                return Columnar(iter([Batch((column(merged[0]), column(merged[1])),
+                                            len(merged[0]))]))
             out = agg.items()
             if node.sort_key is not None:
                 out = self._sort(node, out)

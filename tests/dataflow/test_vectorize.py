@@ -307,6 +307,13 @@ def test_w2_shape_and_big_sums_stay_exact():
     big = both(lambda ctx: sorted(ctx.range(1000, numSlices=2).map(lambda i: (i % 3, i * BIG))
                                   .reduceByKey(lambda a, b: a + b).collect()))
     assert big == sorted((k, sum(i * BIG for i in range(k, 1000, 3))) for k in range(3))
+    # the reduce side hands its merged arrays on: same records, same order
+    after = both(lambda ctx: ctx.range(50_000, numSlices=3).map(lambda i: ((i * 7919) % nk, i))
+                 .reduceByKey(operator.add, 2).map(lambda kv: kv[1] - kv[0]).collect())
+    ref2 = Counter()
+    for i in range(50_000):
+        ref2[(i * 7919) % nk] += i
+    assert sorted(after) == sorted(v - k for k, v in ref2.items())
     floats = both(lambda ctx: ctx.range(1000, numSlices=2).map(lambda i: (i % 3, i / 7))
                   .reduceByKey(min).collectAsMap())
     assert floats == {k: k / 7 for k in range(3)}
