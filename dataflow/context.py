@@ -96,18 +96,24 @@ class Context:
         (``0``/``1``), else draws them only in a terminal or a Jupyter notebook. An observer
         receives the progress instead. Kept in the :attr:`progress` attribute, which may be
         changed between jobs.
+    vectorize : bool
+        Run ``map`` and ``filter`` functions that are plain arithmetic on numbers as NumPy
+        array operations where the partition allows it (:mod:`dataflow.vectorize`); results
+        are identical either way. Kept in the :attr:`vectorize` attribute.
     """
 
     def __init__(self, master: str | None = None, appName: str = "dataflow", *,
                  memory_budget: int = DEFAULT_MEMORY, max_task_failures: int = 4,
                  speculation: bool = False, work_dir: str | None = None,
                  clock: Callable[[], float] | None = None,
-                 progress: bool | ProgressObserver | None = None) -> None:
+                 progress: bool | ProgressObserver | None = None,
+                 vectorize: bool = True) -> None:
         if master is None:  # `offerpool submit` or the config file may name one
             import substrate
             master = substrate.default_master("local")
         self.master = master
         self.progress = progress
+        self.vectorize = vectorize
         self.appName = appName
         self._own_dir = work_dir is None
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="dataflow-")

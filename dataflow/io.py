@@ -87,6 +87,12 @@ def read_text_split(desc: tuple) -> Iterator:
 
 
 def _line_blocks(path: str, start: int, end: int, use_unicode: bool) -> Iterator[list]:
+    for block in raw_blocks(path, start, end):
+        yield _split_lines(block, use_unicode)
+
+
+def raw_blocks(path: str, start: int, end: int) -> Iterator[bytes]:
+    """The bytes of the whole lines of a split (see :func:`read_text_split`), in blocks."""
     with open(path, "rb") as f:
         pos = 0
         if start > 0:
@@ -103,7 +109,7 @@ def _line_blocks(path: str, start: int, end: int, use_unicode: bool) -> Iterator
                 cut = block.find(b"\n", end - pos)
                 block = block[:cut + 1] if cut >= 0 else block
             pos += len(block)
-            yield _split_lines(block, use_unicode)
+            yield block
             if last:
                 return
 

@@ -33,6 +33,11 @@ class Node:
     def compute(self, split: int, tc: Any) -> Iterator:
         raise NotImplementedError
 
+    def columnar(self, split: int, tc: Any) -> Any:
+        """The partition as columns (:mod:`dataflow.batches`) when this node can keep it so,
+        else its records (the default)."""
+        return self.compute(split, tc)
+
     def child_splits(self, split: int) -> list[list[int]]:
         """For each child, the splits this node's ``split`` reads (default: the same split)."""
         return [[split] for _ in self.children]
@@ -67,6 +72,21 @@ class SourceNode(Node):
         data = self.slices[split]
         return iter(data) if self.reader is None else iter(self.reader(data))
 
+    def columnar(self, split: int, tc: Any) -> Any:
+        data = self.slices[split]
+        if self.reader is None and isinstance(data, range):
+            from .batches import range_columns
+            cols = range_columns(data)
+            if cols is not None:
+                return cols
+        from .io import read_text_split
+        if self.reader is read_text_split:
+            from .words import text_blocks
+            blocks = text_blocks(data)
+            if blocks is not None:
+                return blocks
+        return self.compute(split, tc)
+
     def _prune_many(self, splits: set) -> Node:
         clone = copy.copy(self)
         clone.slices = {s: self.slices[s] for s in splits}
@@ -74,14 +94,45 @@ class SourceNode(Node):
 
 
 class MapPartitionsNode(Node):
-    """``func(split, iterator) -> iterator`` over the same split of the parent."""
+    """``func(split, iterator) -> iterator`` over the same split of the parent.
 
-    def __init__(self, parent: Node, func: Callable[[int, Iterator], Iterable]) -> None:
+    ``vec`` is ``("map" | "filter", expression)`` when ``func`` is a ``map`` or ``filter`` by a
+    function :mod:`dataflow.vectorize` could analyse: the node then runs on columns when its
+    parent gives columns (:mod:`dataflow.batches`), with ``func`` for what must stay Python.
+    ``("split", None)`` marks ``flatMap(str.split)``, which keeps a text split's blocks
+    (:mod:`dataflow.words`).
+    """
+
+    def __init__(self, parent: Node, func: Callable[[int, Iterator], Iterable],
+                 vec: tuple | None = None) -> None:
         self.children = [parent]
         self.func = func
+        self.vec = vec
 
     def compute(self, split: int, tc: Any) -> Iterator:
-        return iter(self.func(split, self.children[0].compute(split, tc)))
+        if self.vec is None:
+            return iter(self.func(split, self.children[0].compute(split, tc)))
+        from .batches import as_records
+        return iter(as_records(self.columnar(split, tc)))
+
+    def columnar(self, split: int, tc: Any) -> Any:
+        if self.vec is None:
+            return self.compute(split, tc)
+        from . import batches
+        kind, expr = self.vec
+        got = self.children[0].columnar(split, tc)
+        if kind == "split":  # flatMap(str.split)
+            from .words import TextBlocks, Words
+            if isinstance(got, TextBlocks):
+                return Words(got)
+        elif isinstance(got, batches.Columnar):
+            return batches.apply(got, kind, expr, lambda it: self.func(split, it))
+        elif kind == "map":
+            from .vectorize import const_pair
+            c = const_pair(expr)
+            if c is not None and not isinstance(got, batches.ConstPairs):
+                return batches.ConstPairs(got, c)
+        return iter(self.func(split, batches.as_records(got)))
 
 
 class UnionNode(Node):
@@ -181,6 +232,9 @@ class ShuffledNode(Node):
 
     def compute(self, split: int, tc: Any) -> Iterator:
         return tc.read_shuffle(self, split)
+
+    def columnar(self, split: int, tc: Any) -> Any:
+        return tc.read_shuffle(self, split, columns=True)
 
     def _prune_many(self, splits: set) -> Node:
         return self

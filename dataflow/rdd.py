@@ -218,7 +218,8 @@ class RDD(Actions, PairOps):
         >>> Context("inline").parallelize(["a", "bb"]).map(len).collect()
         [1, 2]
         """
-        return MapPartitionsRDD(self, lambda _, it: map(f, it), preservesPartitioning)
+        return MapPartitionsRDD(self, lambda _, it: map(f, it), preservesPartitioning,
+                                vec=("map", f))
 
     def flatMap(self, f: Callable[[Any], Iterable], preservesPartitioning: bool = False) -> RDD:
         """Apply ``f`` to every element and flatten the results.
@@ -228,7 +229,8 @@ class RDD(Actions, PairOps):
         [0, 1, 0, 1, 2]
         """
         return MapPartitionsRDD(self, lambda _, it: chain.from_iterable(map(f, it)),
-                                preservesPartitioning)
+                                preservesPartitioning,
+                                vec=("split", None) if f is str.split else None)
 
     def filter(self, f: Callable[[Any], bool]) -> RDD:
         """Keep the elements for which ``f`` is true.
@@ -237,7 +239,7 @@ class RDD(Actions, PairOps):
         >>> Context("inline").parallelize(range(6)).filter(lambda x: x % 2).collect()
         [1, 3, 5]
         """
-        return MapPartitionsRDD(self, lambda _, it: filter(f, it), True)
+        return MapPartitionsRDD(self, lambda _, it: filter(f, it), True, vec=("filter", f))
 
     def glom(self) -> RDD:
         """Each partition as one list.
@@ -418,14 +420,31 @@ class SourceRDD(RDD):
 
 
 class MapPartitionsRDD(RDD):
-    def __init__(self, parent: RDD, f: Callable, preserves: bool = False) -> None:
+    """``f(split, iterator)`` on each partition of ``parent``.
+
+    ``vec`` is ``("map" | "filter", user_function)`` for :meth:`RDD.map` and :meth:`RDD.filter`:
+    the user's function is analysed (:mod:`dataflow.vectorize`) when a job's plan is made --
+    the moment its closure is serialised, so closure and global numbers are read then, as
+    PySpark reads them -- and runs on NumPy columns where the analysis allows.
+    """
+
+    def __init__(self, parent: RDD, f: Callable, preserves: bool = False,
+                 vec: tuple | None = None) -> None:
         super().__init__(parent.ctx, parent.getNumPartitions(), [NarrowDependency(parent)],
                          parent.partitioner if preserves else None)
         self._parent = parent
         self._f = f
+        self._vec = vec
 
     def _compute_node(self) -> plan.Node:
-        return plan.MapPartitionsNode(self._parent._node(), self._f)
+        vec = None
+        if self._vec is not None and self._vec[0] == "split":
+            vec = self._vec if self.ctx.vectorize else None
+        elif self._vec is not None and self.ctx.vectorize:
+            from .vectorize import analyse
+            expr = analyse(self._vec[1])
+            vec = (self._vec[0], expr) if expr is not None else None
+        return plan.MapPartitionsNode(self._parent._node(), self._f, vec)
 
 
 class UnionRDD(RDD):

@@ -29,6 +29,9 @@ from functools import reduce as _reduce
 from itertools import islice, pairwise
 from typing import Any
 
+from . import batches
+from .vectorize import is_add
+
 
 class StatCounter:
     """Count, mean, variance, max and min of numbers, mergeable (Welford / Chan et al.)."""
@@ -105,13 +108,16 @@ class Actions:
     ctx: Any
 
     def _per_partition(self, func: Callable[[Iterator], Any],
-                       partitions: list | None = None) -> list:
+                       partitions: list | None = None,
+                       on_columns: Callable[[Any], Any] | None = None) -> list:
+        if on_columns is not None:  # the same result from a columnar partition
+            return self.ctx._run(self, _WithColumns(func, on_columns), partitions)
         return self.ctx._run(self, lambda tc, it: func(it), partitions)
 
     def collect(self) -> list:
         """All elements, in partition order."""
         out: list = []
-        for part in self._per_partition(list):
+        for part in self._per_partition(list, on_columns=batches.collect_part):
             out.extend(part)
         return out
 
@@ -126,7 +132,7 @@ class Actions:
 
     def count(self) -> int:
         """Number of elements."""
-        return sum(self._per_partition(_count))
+        return sum(self._per_partition(_count, on_columns=batches.count))
 
     def countByValue(self) -> dict:
         """How many times each element occurs.
@@ -252,7 +258,12 @@ class Actions:
                 return [_reduce(f, it, first)]
             return []
 
-        vals = [v for p in self._per_partition(part) for v in p]
+        on_columns = None
+        if is_add(f):
+            def on_columns(cols: Any) -> list:
+                v = batches.add_fold(cols, None, False, f)
+                return [] if v is batches.EMPTY else [v]
+        vals = [v for p in self._per_partition(part, on_columns=on_columns) for v in p]
         if not vals:
             raise ValueError("Can not reduce() empty RDD")
         return _reduce(f, vals)
@@ -291,7 +302,11 @@ class Actions:
         >>> Context("inline").parallelize([1, 2, 3], 2).fold(0, lambda a, b: a + b)
         6
         """
-        vals = self._per_partition(lambda it: _reduce(op, it, zeroValue))
+        on_columns = None
+        if type(zeroValue) is int and is_add(op):
+            def on_columns(cols: Any) -> Any:
+                return batches.add_fold(cols, zeroValue, True, op)
+        vals = self._per_partition(lambda it: _reduce(op, it, zeroValue), on_columns=on_columns)
         return _reduce(op, vals, zeroValue)
 
     def aggregate(self, zeroValue: Any, seqOp: Callable, combOp: Callable) -> Any:
@@ -342,7 +357,7 @@ class Actions:
 
     def sum(self) -> Any:
         """Sum of the elements."""
-        return sum(self._per_partition(sum))
+        return sum(self._per_partition(sum, on_columns=batches.sum_part))
 
     def max(self, key: Callable | None = None) -> Any:
         """Largest element (by ``key``)."""
@@ -488,6 +503,17 @@ def _fraction_for_sample(num: int, total: int, with_replacement: bool) -> float:
     gamma = -math.log(delta) / total
     return min(1.0, fraction + gamma + math.sqrt(gamma * gamma + 2 * gamma * fraction))
 
+
+
+class _WithColumns:
+    """A per-partition function, and how to get its value from a columnar partition."""
+
+    def __init__(self, func: Callable[[Iterator], Any], on_columns: Callable[[Any], Any]) -> None:
+        self.func = func
+        self.on_columns = on_columns
+
+    def __call__(self, tc: Any, it: Iterator) -> Any:
+        return self.func(it)
 
 
 def _count(it: Iterator) -> int:

@@ -5,7 +5,10 @@ shuffle's partitioner and, when the shuffle has an aggregator, combined map-side
 plain ints (keys) and ints/floats (values) are combined in columnar batches by the
 ``_native.shuffle`` kernels when the combine function is ``add``/``min``/``max``; anything else
 goes through a dict, merged by ``_native.columnar.combine_into`` (``count_into`` for ``add``
-over ints). Without an aggregator (``groupByKey``, ``sortByKey``, ``partitionBy``, ``join``)
+over ints). A columnar partition (:mod:`dataflow.batches`) hands its key/value arrays to those
+kernels directly, and ``(w, c)`` pairs with an int ``c`` are counted per key
+(:func:`_write_const_counts`; words of a text file on its bytes, :mod:`dataflow.words`).
+Without an aggregator (``groupByKey``, ``sortByKey``, ``partitionBy``, ``join``)
 chunks of such pairs still travel as columns when the partitioner can place a key column at
 once (:meth:`~dataflow.partitioner.Partitioner.ids`), for :mod:`dataflow.columnar` to sort,
 group or join on the reduce side. Each bucket becomes one file of lz4-compressed frames (pickled record
@@ -78,6 +81,9 @@ class Aggregator:
             op = _OPS.get(func)
         except TypeError:
             op = None
+        if op is None:
+            from .vectorize import is_add
+            op = "add" if is_add(func) else None  # ``lambda a, b: a + b`` is ``add``
         return Aggregator(_identity, func, func, op)
 
 
@@ -191,9 +197,13 @@ def _columns(chunk: list, op: str | None) -> tuple[np.ndarray, np.ndarray] | Non
     return k, v
 
 
-def write_map_output(spec: ShuffleWriteSpec, records: Iterable, shuffle_root: str,
+def write_map_output(spec: ShuffleWriteSpec, records: Any, shuffle_root: str,
                      map_id: int, attempt: int, location: str, budget: int) -> tuple[MapStatus, int]:
-    """Partition (and combine) ``records`` into bucket files; return the status and bytes written."""
+    """Partition (and combine) ``records`` into bucket files; return the status and bytes written.
+
+    ``records`` is an iterable of records or a columnar partition (:mod:`dataflow.batches`).
+    """
+    from .batches import Columnar, ConstPairs, as_records
     part = spec.partitioner
     n = part.num_partitions
     final = map_output_dir(shuffle_root, spec.shuffle_id, map_id, attempt)
@@ -201,12 +211,19 @@ def write_map_output(spec: ShuffleWriteSpec, records: Iterable, shuffle_root: st
     shutil.rmtree(tmp, ignore_errors=True)
     out = _BucketFiles(tmp, n)
     agg = spec.aggregator if spec.map_side_combine else None
-    it = iter(records)
     columnar = (agg is not None and agg.op is not None and isinstance(part, HashPartitioner)
                 and part.is_portable)
     try:
-        if columnar:
-            it = _write_columnar(it, agg, n, out, budget)
+        it: Iterator | None
+        if isinstance(records, ConstPairs) and agg is not None and agg.op == "add" \
+                and agg.create_combiner is _identity and type(records.c) is int:
+            it = _write_const_counts(records, part, out, budget)
+        elif columnar:
+            chunks = records.items if isinstance(records, Columnar) else iter(as_records(records))
+            it = _write_columnar(_column_chunks(chunks, agg.op, isinstance(records, Columnar)),
+                                 agg, n, out, budget)
+        else:
+            it = iter(as_records(records))
         if it is not None:
             if agg is not None:
                 _write_combined(it, agg, part, out, budget)
@@ -234,7 +251,78 @@ def _flush_columns(keys: np.ndarray, vals: np.ndarray, n: int, out: _BucketFiles
             out.write(b, encode_columns(keys[lo:hi], vals[lo:hi]))
 
 
-def _write_columnar(it: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
+def _write_const_counts(pairs: Any, part: Partitioner, out: _BucketFiles,
+                        budget: int) -> None:
+    """``reduceByKey(add)`` of ``(k, c)`` records: count the keys in C, then times ``c``.
+
+    Exact for an int ``c``: ``c + c + ...`` (n times) is ``n * c``; the first key object of
+    each group is kept, as the dict of the general path keeps it.
+    """
+    from collections import Counter
+
+    from .batches import as_records
+    from .spill import estimate_entry_size
+    from .words import Words, count_words
+    c = pairs.c
+    if isinstance(pairs.keys, Words):  # the words of a text file: counted on its bytes
+        for items in count_words(pairs.keys, budget):
+            _write_records(_times(items, c), part, out)
+        return
+    keys = iter(as_records(pairs.keys))
+    counts: Counter = Counter()
+    entry = 0.0
+    chunks = 0
+    while True:
+        chunk = list(islice(keys, COLUMN_CHUNK))
+        if not chunk:
+            break
+        counts.update(chunk)  # C: no Python frame per key
+        if chunks % 8 == 0:  # the estimate pickles a sample: not on every chunk
+            entry = estimate_entry_size(list(islice(counts.items(), 32)))
+        chunks += 1
+        if len(counts) * entry > budget:  # emit partial sums, keep memory bounded
+            _write_records(_times(counts, c), part, out)
+            counts = Counter()
+    _write_records(_times(counts, c), part, out)
+
+
+def _times(counts: Any, c: int) -> Iterable:
+    items = counts.items() if isinstance(counts, dict) else counts
+    if c == 1:
+        return items
+    return ((k, n * c) for k, n in items)
+
+
+def _column_chunks(items: Iterator, op: str | None, batched: bool) -> Iterator:
+    """``(keys, values)`` int64/float columns, or lists of records where that cannot be.
+
+    ``items`` are records (``batched`` False, cut into chunks here) or the items of a
+    columnar partition (:class:`~dataflow.batches.Batch` objects and iterables of records).
+    """
+    from .batches import Batch
+    if not batched:
+        while True:
+            chunk = list(islice(items, COLUMN_CHUNK))
+            if not chunk:
+                return
+            cols = _columns(chunk, op)
+            yield chunk if cols is None else cols
+    for item in items:
+        if not isinstance(item, Batch):
+            yield from _column_chunks(iter(item), op, False)
+            continue
+        v = item.value
+        if not item.n:
+            continue
+        if isinstance(v, tuple) and len(v) == 2 and v[0].kind == "i" and v[1].kind in "if" \
+                and not (v[1].kind == "f" and op not in (None, "add")
+                         and np.isnan(v[1].arr).any()):
+            yield v[0].arr, v[1].arr
+        else:
+            yield item.records()
+
+
+def _write_columnar(chunks: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
                     budget: int) -> Iterator | None:
     """Combine column chunks; return the rest of the records if they stop fitting, else None."""
     acc_k: list[np.ndarray] = []
@@ -242,27 +330,33 @@ def _write_columnar(it: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
     acc_n = 0
     compacted = 0  # size after the last compaction: compact again only once it doubled
     bound = 0
-    while True:
-        chunk = list(islice(it, COLUMN_CHUNK))
-        if not chunk:
-            break
-        cols = _columns(chunk, agg.op)
-        if cols is None or (acc_v and cols[1].dtype != acc_v[0].dtype):
-            rest = _chain(chunk, it)
+    for cols in chunks:
+        if isinstance(cols, list) or (acc_v and cols[1].dtype != acc_v[0].dtype):
+            rest = _chain(_chunk_records(cols), _records_of_chunks(chunks))
             if acc_k:  # hand what was combined so far to the object path as records
                 k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
                 rest = _chain(list(zip(k.tolist(), v.tolist())), rest)
             return rest
-        k, v = _kernels.hash_aggregate(cols[0], cols[1], agg.op)
+        if cols[1].dtype == np.int64 and agg.op == "add":
+            size = len(cols[1]) * max(int(cols[1].max()), -int(cols[1].min()))
+            if size >= _INT64_LIMIT:
+                return _overflowed(cols, acc_k, acc_v, chunks)
+        # a chunk of int records is combined at once (it is small); big batches of a columnar
+        # partition are combined together, once, unless memory runs short. Float values are
+        # never combined per chunk: combining the accumulated columns in arrival order adds
+        # each key's values one after the other, as Python would, whatever the chunk sizes,
+        # so the columnar and the record paths round alike (short of memory pressure)
+        small = len(cols[0]) <= COLUMN_CHUNK and cols[1].dtype == np.int64
+        k, v = _kernels.hash_aggregate(cols[0], cols[1], agg.op) if small else cols
         if v.dtype == np.int64 and agg.op == "add":
-            bound += len(cols[1]) * max(int(cols[1].max()), -int(cols[1].min()))
+            bound += size
             if bound >= _INT64_LIMIT:
-                return _chain(list(zip(k.tolist(), v.tolist())) +
-                              [kv for a, b in zip(acc_k, acc_v) for kv in zip(a.tolist(), b.tolist())], it)
+                return _overflowed((k, v), acc_k, acc_v, chunks)
         acc_k.append(k)
         acc_v.append(v)
         acc_n += len(k)
-        if acc_n > max(COLUMN_CHUNK, 2 * compacted) and len(acc_k) > 1:
+        if len(acc_k) > 1 and ((small and acc_n > max(COLUMN_CHUNK, 2 * compacted))
+                               or acc_n * 32 > budget):
             k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
             acc_k, acc_v, acc_n = [k], [v], len(k)
             compacted = acc_n
@@ -273,6 +367,21 @@ def _write_columnar(it: Iterator, agg: Aggregator, n: int, out: _BucketFiles,
         k, v = _kernels.hash_aggregate(np.concatenate(acc_k), np.concatenate(acc_v), agg.op)
         _flush_columns(k, v, n, out)
     return None
+
+
+def _overflowed(cols: tuple, acc_k: list, acc_v: list, chunks: Iterator) -> Iterator:
+    """Int sums that might leave int64: everything goes on as Python records."""
+    done = [kv for a, b in zip(acc_k, acc_v) for kv in zip(a.tolist(), b.tolist())]
+    return _chain(list(zip(cols[0].tolist(), cols[1].tolist())) + done,
+                  _records_of_chunks(chunks))
+
+
+def _chunk_records(cols: Any) -> list:
+    return cols if isinstance(cols, list) else list(zip(cols[0].tolist(), cols[1].tolist()))
+
+
+def _records_of_chunks(chunks: Iterator) -> Iterator:
+    return itertools.chain.from_iterable(map(_chunk_records, chunks))
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

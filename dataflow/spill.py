@@ -168,6 +168,15 @@ class ExternalAggregator(_Spiller):
             if self._col_len * 32 > self.budget:  # would re-compact at once: go to the dict
                 self._to_dict()
 
+    def columns(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """All merged entries as key/value arrays when they are all still columns, else None
+        (then :meth:`items` gives them); consumes the aggregator when it returns arrays."""
+        if not self._cols or self.map or self.runs:
+            return None
+        self._compact()
+        (k, v), self._cols = self._cols[0], []
+        return k, v
+
     def _compact(self) -> None:
         if len(self._cols) > 1:
             k = np.concatenate([c[0] for c in self._cols])

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batches import Columnar, as_records
 from .errors import FetchFailedError, SerializationError
 from .serialize import dumps, loads
 from .shuffle import (
@@ -200,7 +201,9 @@ class TaskContext:
         self.cached_blocks.append(key)
         return iter(data)
 
-    def read_shuffle(self, node: Any, split: int) -> Iterator:
+    def read_shuffle(self, node: Any, split: int, columns: bool = False) -> Any:
+        """The records of reduce partition ``split`` of ``node``'s shuffle; with ``columns``,
+        a columnar partition (:mod:`dataflow.batches`) instead when the merge ended as arrays."""
         from . import columnar
         from .spill import ExternalAggregator, identity
         statuses = self.map_outputs[node.shuffle_id]
@@ -230,6 +233,13 @@ class TaskContext:
                     agg.insert_columns(frame[0], frame[1])
                 else:
                     agg.insert_values(zip(frame[0].tolist(), frame[1].tolist()))
+            merged = agg.columns() if columns and node.sort_key is None else None
+            if merged is not None:
+                from .batches import Batch, Columnar
+                from .vecexec import column
+                self._count_spills(agg)
+                return Columnar(iter([Batch((column(merged[0]), column(merged[1])),
+                                            len(merged[0]))]))
             out = agg.items()
             if node.sort_key is not None:
                 out = self._sort(node, out)
@@ -304,7 +314,9 @@ def run_task(data: bytes, env: ExecutorEnv) -> bytes:
         _local.tc = tc  # set first: unpickling accumulators registers them with the task
         body: TaskBody = loads(task.payload)
         tc.map_outputs = body.map_outputs
-        records = body.node.compute(body.split, tc)
+        # columns when the plan keeps them (dataflow.batches): the shuffle writer and the
+        # actions that know columns read them, everything else gets the records
+        records = body.node.columnar(body.split, tc)
         if isinstance(body.output, ShuffleWriteSpec):
             status, written = write_map_output(body.output, records, env.shuffle_root,
                                                task.partition, task.attempt, env.executor_id,
@@ -312,7 +324,11 @@ def run_task(data: bytes, env: ExecutorEnv) -> bytes:
             tc.metrics["shuffle_bytes_written"] += written
             result = TaskResult(task.task_id, True, map_status=status)
         else:
-            value = body.output.func(tc, records)
+            on_columns = getattr(body.output.func, "on_columns", None)
+            if on_columns is not None and isinstance(records, Columnar):
+                value = on_columns(records)
+            else:
+                value = body.output.func(tc, as_records(records))
             result = TaskResult(task.task_id, True,
                                 value_bytes=dumps(value, "the result of a task"))
         result.accumulators = {aid: acc._value for aid, acc in tc.accumulators.items()}
