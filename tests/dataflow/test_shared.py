@@ -72,7 +72,10 @@ def test_failed_task_updates_are_not_applied(ctx):
             raise ValueError("no")
         return x
 
+    # One partition: its task adds 1 for 0, 1 and 2, then fails on 3 (every attempt).
     with pytest.raises(TaskFailedError):
-        ctx.parallelize(range(4), 2).map(f).collect()
-    assert acc.value == 2  # only the successful partition 0 counted
+        ctx.parallelize(range(4), 1).map(f).collect()
+    assert acc.value == 0  # none of the failed attempts' updates counted
+    ctx.parallelize(range(3), 2).map(f).collect()
+    assert acc.value == 3  # a successful job's updates are
     assert isinstance(DataflowError("x"), Exception)
