@@ -241,7 +241,8 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
                                   str(tasks)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  text=True, env=dict(os.environ, PYTHONPATH=ROOT))
         while True:  # (it re-subscribes if the leader lost its session meanwhile)
-            line = await loop.run_in_executor(None, sched.stdout.readline)
+            line = await asyncio.wait_for(
+                loop.run_in_executor(None, sched.stdout.readline), 600)
             if line.strip() == "running":
                 break
             if not line.startswith("resubscribed "):
@@ -313,7 +314,7 @@ async def wait_registered(workers: Workers, epoch: int, agents: int, timeout: fl
             if time.monotonic() > deadline:
                 raise RuntimeError(f"agents not registered at epoch {epoch} in {timeout} s")
             count, phases, errors = await workers.status(epoch or 1)
-            _say(f"... {count} of {agents} agents registered at epoch {epoch}; errors "
+            _say(f"... {count} of {agents} agents registered at epoch {epoch or 1}; errors "
                  f"{errors}; the others wait on: {phases}")
 
 

@@ -167,18 +167,21 @@ class Fleet:
                 channel = grpc.aio.insecure_channel(target, options=[
                     ("offerpool.bench.agent", agent.index)])
             follow = asyncio.ensure_future(self.locator.wait_changed(target))
+            call = None
             try:
                 call = rpc.MasterStub(channel).Agent()
                 follow.add_done_callback(lambda f, c=call: f.cancelled() or c.cancel())
                 answered = False  # REGISTERED received on this stream
                 agent.phase = "write"
-                await _unless(call.write(agent.registration()), follow, deadline)
+                # A first REGISTER has no deadline: retried, it could admit the same agent
+                # twice under two ids (the first attempt may have reached the master).
+                first_time = not agent.agent_id
+                await _unless(call.write(agent.registration()), follow,
+                              None if first_time else deadline)
                 while True:
                     agent.phase = "read" if answered else "await REGISTERED"
-                    # (a first REGISTER waits as long as it takes: retried, it would admit
-                    # the same agent twice under two ids)
                     ev = await _unless(call.read(), follow,
-                                       None if answered or not agent.agent_id else deadline)
+                                       None if answered or first_time else deadline)
                     if ev is grpc.aio.EOF:
                         break
                     if ev.epoch < agent.epoch:
@@ -207,6 +210,8 @@ class Fleet:
                     raise  # the benchmark is over
                 key = type(exc).__name__
                 self.errors[key] = self.errors.get(key, 0) + 1
+                if call is not None:
+                    call.cancel()  # so that the master sees this stream end
                 if isinstance(exc, StalledCall):
                     deadline = min(deadline * 2, MAX_REGISTER_DEADLINE)
             if not self.shared_channel:
