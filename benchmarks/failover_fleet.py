@@ -32,11 +32,11 @@ from substrate.v1 import pb, rpc  # noqa: E402
 
 #: The real agent's reconnection backoff (``substrate.agent``): first delay and default cap.
 FIRST_BACKOFF, MAX_BACKOFF = 0.05, 2.0
-#: A registration unanswered this long is retried on a fresh connection (grpc.aio sometimes
+#: A re-registration unanswered this long is retried on a fresh connection (grpc.aio sometimes
 #: never completes an operation; such retries are counted and printed). The deadline doubles
-#: after each unanswered attempt, up to the cap: thousands of agents that all give up after
-#: 2 s on a busy master would only bury it under new connections.
-REGISTER_DEADLINE, MAX_REGISTER_DEADLINE = 2.0, 32.0
+#: after each unanswered attempt, up to the cap: agents that give up early on a busy master
+#: would bury it (and their own process) under new connections and repeated registrations.
+REGISTER_DEADLINE, MAX_REGISTER_DEADLINE = 10.0, 60.0
 #: The first registrations are spread over this many seconds per 1,000 agents (real agents
 #: do not all start at the same instant; re-registrations after a failover are not spread).
 RAMP_PER_1000 = 2.0

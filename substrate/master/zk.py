@@ -26,13 +26,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import threading
+import time
 from typing import Callable, Optional
 
 from substrate.detector import MEMBER_PREFIX, member_sequence, new_kazoo_client, parse_zk_url
 from substrate.master.registry import CachedRegistry
 
 log = logging.getLogger("substrate.master.zk")
+
+#: Agents' hostnames read at the same time after taking office, and tries per hostname.
+READS_IN_FLIGHT, READ_ATTEMPTS = 128, 20
 
 
 class ZkRegistry(CachedRegistry):
@@ -93,23 +98,53 @@ class ZkRegistry(CachedRegistry):
         return self
 
     def _read_hostnames(self, names: list) -> None:
-        """Start reading the agents' hostnames (answers come on kazoo's thread)."""
+        """Read the agents' hostnames on a thread of their own, a bounded number at a time:
+        ZooKeeper answers one session's requests in order, and a ping queued behind 10,000
+        reads comes back too late (kazoo then drops the connection)."""
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for name in names:
+            todo.put((name, 0))
+        slots = threading.BoundedSemaphore(READS_IN_FLIGHT)
+
         def issue() -> None:
-            for name in names:
-                self.client.get_async(f"{self.root}/agents/{name}").rawlink(
-                    lambda result, name=name: self._hostname_read(name, result))
+            while not self._read_all.is_set():
+                try:
+                    name, failures = todo.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                with self._lock:
+                    if name not in self._unread:
+                        continue
+                if failures:
+                    time.sleep(min(1.0, 0.05 * failures))  # ZooKeeper unreachable: pace
+                slots.acquire()
+                try:
+                    result = self.client.get_async(f"{self.root}/agents/{name}")
+                except Exception as exc:
+                    slots.release()
+                    self._hostname_read(name, None, failures, todo, exc)
+                    continue
+                result.rawlink(lambda r, name=name, failures=failures: (
+                    slots.release(), self._hostname_read(name, r, failures, todo)))
+
         threading.Thread(target=issue, name="registry-hostnames", daemon=True).start()
 
-    def _hostname_read(self, name: str, result) -> None:
+    def _hostname_read(self, name: str, result, failures: int, todo,
+                       error: Optional[Exception] = None) -> None:
         from kazoo.exceptions import NoNodeError
 
         stored: Optional[str] = None
         exists = True
         try:
+            if error is not None:
+                raise error
             stored = result.get_nowait()[0].decode()
         except NoNodeError:
             exists = False
-        except Exception as exc:  # unknown: a re-registration below rewrites it
+        except Exception as exc:
+            if failures + 1 < READ_ATTEMPTS:
+                todo.put((name, failures + 1))   # read it again
+                return
             log.warning("could not read the registry's agent %s: %s", name, exc)
         with self._lock:
             if name in self._unread:
