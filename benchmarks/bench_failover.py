@@ -77,8 +77,8 @@ class Workers:
             self.conns.append(parent)
         self.ready = 0
         self.full: dict = {}      # epoch -> {worker: (first_at, full_at, tasks, errors)}
-        self.events: dict = {}    # epoch -> asyncio.Event (every worker's agents registered)
         self.replies: list = []   # status replies being collected
+        self.complete: list = []  # epochs at which every agent registered, in order
         self._changed = asyncio.Event()
         loop = asyncio.get_running_loop()
         for w, conn in enumerate(self.conns):
@@ -94,8 +94,7 @@ class Workers:
                     _, epoch, first_at, full_at, tasks, errors = msg
                     self.full.setdefault(epoch, {})[w] = (first_at, full_at, tasks, errors)
                     if len(self.full[epoch]) == len(self.conns):
-                        self.event(epoch).set()
-                        self.event(0).set()   # (0: all registered at any epoch)
+                        self.complete.append(epoch)
                 elif msg[0] == "status":
                     self.replies.append(msg[1:])
         except (EOFError, OSError):
@@ -117,9 +116,6 @@ class Workers:
 
     async def wait_ready(self, timeout: float) -> None:
         await self._until(lambda: self.ready == len(self.conns), timeout)
-
-    def event(self, epoch: int) -> asyncio.Event:
-        return self.events.setdefault(epoch, asyncio.Event())
 
     async def status(self, epoch: int) -> tuple:
         """(agents registered at ``epoch``, what the others wait on, errors), over all."""
@@ -243,7 +239,7 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
     sched = spy = None
     try:
         await workers.wait_ready(300)
-        await wait_registered(workers, 0, agents, 900)
+        await wait_registered(workers, 1, agents, 900)
         setup_register = time.monotonic() - t
         sched = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--scheduler", url,
                                   str(tasks)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -263,7 +259,7 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
              f"{tasks} tasks running at epoch {epoch}; killing the leader")
         if profile:
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(standby.pid), "--rate", "200",
-                                    "--nonblocking", "--format", "raw", "-o", profile], stdout=subprocess.DEVNULL,
+                                    "--nonblocking", "--gil", "--format", "raw", "-o", profile], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
 
         claimed = watch_epoch(zk, url, epoch + 1)
@@ -275,8 +271,11 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
                 break
             await asyncio.sleep(0.005)  # polling the detector's view
         _say(f"new leader {new.address}")
-        await wait_registered(workers, epoch + 1, agents, 900)
-        first_at, t_full, n_rereg, errors = workers.summary(epoch + 1)
+        final = await wait_registered(workers, epoch + 1, agents, 900)
+        if final != epoch + 1:
+            _say(f"the new leader lost its ZooKeeper session during re-registration; all "
+                 f"agents re-registered at epoch {final}")
+        first_at, t_full, n_rereg, errors = workers.summary(final)
         t_epoch = await loop.run_in_executor(None, claimed.wait_time, 60)
         t_sched = 0.0
         while t_sched < t0:  # (skipping a re-subscription during the set-up)
@@ -301,7 +300,7 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
                 # the new leader's first REGISTERED: it is in office (election, bounded below
                 # by the session timeout); from there to the last one: re-registration
                 "election": first_at - t0, "reregistration": t_full - first_at,
-                "epoch_claimed": t_epoch - t0}
+                "epoch_claimed": t_epoch - t0, "terms": final - epoch}
     finally:
         if spy is not None:
             spy.kill()
@@ -345,18 +344,22 @@ class watch_epoch:
         return self.at if self.at is not None else float("nan")
 
 
-async def wait_registered(workers: Workers, epoch: int, agents: int, timeout: float) -> None:
-    """Wait until every simulated agent is registered at ``epoch`` (0: at any one epoch); say
-    where they are every 5 s meanwhile."""
+async def wait_registered(workers: Workers, epoch: int, agents: int, timeout: float) -> int:
+    """Wait until every simulated agent is registered at ``epoch`` or a later one (a leader
+    may lose its session under load and be replaced again); return that epoch. Say where the
+    agents are every 5 s meanwhile."""
     deadline = time.monotonic() + timeout
-    while not workers.event(epoch).is_set():
+    while True:
+        done = [e for e in workers.complete if e >= epoch]
+        if done:
+            return done[0]
         try:
-            await asyncio.wait_for(workers.event(epoch).wait(), 5)
-        except asyncio.TimeoutError:
+            await workers._until(lambda: any(e >= epoch for e in workers.complete), 5)
+        except TimeoutError:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"agents not registered at epoch {epoch} in {timeout} s")
-            count, phases, errors = await workers.status(epoch or 1)
-            _say(f"... {count} of {agents} agents registered at epoch {epoch or 1}; errors "
+            count, phases, errors = await workers.status(epoch)
+            _say(f"... {count} of {agents} agents registered at epoch {epoch}; errors "
                  f"{errors}; the others wait on: {phases}")
 
 
@@ -402,7 +405,8 @@ def main() -> int:
                   f"agent re-registered {r['election']:.2f} s + re-registration "
                   f"{r['reregistration']:.2f} s = {r['total']:.2f} s; scheduler back "
                   f"{r['scheduler']:.2f} s; {r['tasks_reregistered']} tasks re-registered; "
-                  f"{r['stalled']} stalled registration attempts retried",
+                  f"{r['stalled']} stalled registration attempts retried"
+                  + (f"; {r['terms']} new leader terms" if r['terms'] > 1 else ""),
                   flush=True)
     finally:
         zk.stop()

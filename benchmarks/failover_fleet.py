@@ -36,7 +36,7 @@ FIRST_BACKOFF, MAX_BACKOFF = 0.05, 2.0
 #: never completes an operation; such retries are counted and printed). The deadline doubles
 #: after each unanswered attempt, up to the cap: agents that give up early on a busy master
 #: would bury it (and their own process) under new connections and repeated registrations.
-REGISTER_DEADLINE, MAX_REGISTER_DEADLINE = 10.0, 60.0
+REGISTER_DEADLINE, MAX_REGISTER_DEADLINE = 30.0, 60.0
 #: The first registrations are spread over this many seconds per 1,000 agents (real agents
 #: do not all start at the same instant; re-registrations after a failover are not spread).
 RAMP_PER_1000 = 2.0
