@@ -151,7 +151,8 @@ def test_leader_killed_mid_launch_new_leader_reconciles_no_task_runs_twice(clust
         running = [t["id"] for f in leader_state["frameworks"] for t in f["tasks"]
                    if t["state"] == "RUNNING"]
         assert sorted(running) == sorted(ids)
-        for tid in ids:  # launched exactly once
+        for tid in ids:  # launched exactly once (RUNNING may precede the shell's echo)
+            wait_for(lambda: (markers / tid).exists(), 30, f"{tid}'s marker")
             assert len((markers / tid).read_text().split()) == 1, tid
         # An offer made by the dead leader is refused cleanly by the new one.
         driver.launch_tasks(stale_offer, [TaskInfo("stale", "x", Resources(cpus=0.1, mem=16),
