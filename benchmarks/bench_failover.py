@@ -159,19 +159,20 @@ class Workers:
 
 
 class Launcher(Scheduler):
-    """Launches ``total`` tasks (one cpu each); prints when all run and when re-subscribed."""
+    """Launches ``total`` tasks (one cpu each), again if one is lost (a leader that loses its
+    session while launching); prints when all run and each time it re-subscribes."""
 
     def __init__(self, total: int) -> None:
-        self.total, self.next, self.running = total, 0, set()
+        self.total, self.running = total, set()
+        self.todo = [f"t{i}" for i in range(total)]
 
     def resource_offers(self, driver, offers):
         for offer in offers:
             free, batch = offer.resources, []
-            while self.next < self.total and free.contains(TASK):
+            while self.todo and free.contains(TASK):
                 free = free - TASK
-                batch.append(TaskInfo(f"t{self.next}", offer.agent_id, TASK,
+                batch.append(TaskInfo(self.todo.pop(), offer.agent_id, TASK,
                                       command=CommandInfo("true", shell=True)))
-                self.next += 1
             if batch:
                 driver.launch_tasks(offer.id, batch, Filters(refuse_seconds=600))
             else:
@@ -183,10 +184,16 @@ class Launcher(Scheduler):
         print(f"resubscribed {time.monotonic()!r}", flush=True)
 
     def status_update(self, driver, status):
-        if status.state == TaskState.RUNNING and status.task_id not in self.running:
-            self.running.add(status.task_id)
-            if len(self.running) == self.total:
-                print("running", flush=True)
+        if status.state == TaskState.RUNNING:
+            if status.task_id not in self.running:
+                self.running.add(status.task_id)
+                if len(self.running) == self.total:
+                    print("running", flush=True)
+        elif status.state in (TaskState.LOST, TaskState.DROPPED, TaskState.GONE,
+                              TaskState.FAILED, TaskState.ERROR, TaskState.KILLED):
+            self.running.discard(status.task_id)
+            self.todo.append(status.task_id)
+            driver.revive_offers()
 
 
 def scheduler_main(url: str, total: int) -> None:
@@ -281,6 +288,8 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
         while t_sched < t0:  # (skipping a re-subscription during the set-up)
             line = await asyncio.wait_for(
                 loop.run_in_executor(None, sched.stdout.readline), 600)
+            if line.strip() == "running":
+                continue
             if not line.startswith("resubscribed "):
                 raise RuntimeError(f"the scheduler did not re-subscribe: {line!r}")
             t_sched = float(line.split()[1])
