@@ -68,9 +68,8 @@ class Workers:
         for w in range(n):
             first, last = agents * w // n, agents * (w + 1) // n
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, url, first, last - first, cpus, nice,
-                                                    shared_channel),
-                               daemon=True)
+            proc = ctx.Process(target=worker_main, daemon=True, args=(
+                child, url, first, last - first, cpus, nice, shared_channel))
             proc.start()
             child.close()
             self.procs.append(proc)
@@ -265,8 +264,10 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
         _say(f"{agents} agents in {len(workers.procs)} worker processes registered, "
              f"{tasks} tasks running at epoch {epoch}; killing the leader")
         if profile:
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(standby.pid), "--rate", "200",
-                                    "--nonblocking", "--gil", "--format", "raw", "-o", profile], stdout=subprocess.DEVNULL,
+            # (sampling only the thread that holds the GIL: what the master computes)
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(standby.pid), "--rate",
+                                    "200", "--nonblocking", "--gil", "--format", "raw", "-o",
+                                    profile], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
 
         claimed = watch_epoch(zk, url, epoch + 1)
@@ -297,17 +298,18 @@ async def one_run(zk: ZooKeeperServer, agents: int, tasks: int, session_timeout:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
             spy = None
-        st = await get_state(new.address)
+        st = await get_state(detector.leader.address)
         n_tasks = sum(len(f["tasks"]) for f in st["frameworks"])
         n_agents = sum(a["connected"] for a in st["agents"])
-        before = workers.summary(epoch)[3].get("StalledCall", 0)
+        before = (workers.summary(epoch)[3].get("StalledCall", 0)
+                  if epoch in workers.complete else 0)
         if n_agents != agents or n_tasks != tasks:
             raise RuntimeError(f"new leader has {n_agents} agents connected, {n_tasks} tasks")
         return {"setup_register": setup_register, "total": t_full - t0,
                 "scheduler": t_sched - t0, "tasks_reregistered": n_rereg,
                 "stalled": errors.get("StalledCall", 0) - before,
-                # the new leader's first REGISTERED: it is in office (election, bounded below
-                # by the session timeout); from there to the last one: re-registration
+                # the new leader's first REGISTERED received; from there to the last one:
+                # re-registration
                 "election": first_at - t0, "reregistration": t_full - first_at,
                 "epoch_claimed": t_epoch - t0, "terms": final - epoch}
     finally:

@@ -14,9 +14,9 @@ Layout under the path of ``zk://hosts/path``::
 Writes are fenced: each one is a transaction that also checks the version of ``<path>/epoch``
 that this leader wrote when it took office, so a deposed leader (whose successor bumped the
 epoch) cannot change the registry even if its process runs on. The registry answers reads
-from a cache loaded when the leader takes office (the agents' hostnames just after), and writes
-asynchronously (ZooKeeper keeps
-one client's operations in order), so the master's loop never waits on ZooKeeper.
+from a cache loaded when the leader takes office (the agents' hostnames just after), and
+writes asynchronously (ZooKeeper keeps one client's operations in order), so the master's
+loop never waits on ZooKeeper.
 
 Everything here runs kazoo I/O; the pure core (:mod:`substrate.master.core`) only sees the
 :class:`~substrate.master.registry.Registry` interface.
