@@ -309,7 +309,8 @@ def test_single_master_with_sqlite_registry_restarts_and_reconciles_lost_launche
         st = state(address)
         assert st["epoch"] == 2
         assert [f["id"] for f in st["frameworks"]] == [driver.framework_id]
-        for tid in ids:
+        for tid in ids:  # launched exactly once (RUNNING may precede the shell's echo)
+            wait_for(lambda: (markers / tid).exists(), 30, f"{tid}'s marker")
             assert len((markers / tid).read_text().split()) == 1, tid
     finally:
         driver.stop()
