@@ -210,10 +210,12 @@ def _say(text: str) -> None:
 
 
 def start_master(url: str, session_timeout: float, log) -> tuple:
+    # (agent heartbeat 600 s: the simulated agents send none, and the set-up of 100,000 tasks
+    # can take minutes; they must not be found unreachable meanwhile)
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen([sys.executable, "-m", "substrate.cli", "master", "--port", "0",
                              "--http-port", "-1", "--zk", url, "--zk-session-timeout",
-                             str(session_timeout), "--agent-heartbeat", "60",
+                             str(session_timeout), "--agent-heartbeat", "600",
                              "--ready-json"], stdout=subprocess.PIPE, stderr=log, text=True,
                             env=env)
     info = json.loads(proc.stdout.readline())
