@@ -181,6 +181,10 @@ class Launcher(Scheduler):
         # (the benchmark reads this instead of polling the master's /state, which would cost
         # the master it measures a JSON dump of the whole cluster each time)
         print(f"resubscribed {time.monotonic()!r}", flush=True)
+        if len(self.running) < self.total:
+            # A failover while launching: RUNNING updates the simulated agents sent to the
+            # dead leader are gone (they do not retry them as real agents do), so ask.
+            driver.reconcile_tasks()
 
     def status_update(self, driver, status):
         if status.state == TaskState.RUNNING:
