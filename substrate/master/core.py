@@ -139,7 +139,7 @@ class MasterCore:
             self.frameworks[fid] = fw
             self.allocator.add_framework(fid, info.role, info.weight)
             self.allocator.deactivate_framework(fid)
-        for agent_id in self.registry.agents():
+        for agent_id in self.registry.agent_ids():
             if agent_id not in self.agents:
                 self.recovering[agent_id] = now + self.config.agent_reregister_timeout
         log.info("recovered %d frameworks and %d admitted agents (epoch %d)",
@@ -445,11 +445,15 @@ class MasterCore:
         for agent in list(self.agents.values()):
             if now - agent.last_heartbeat > timeout:
                 self.mark_unreachable(agent)
-        for agent_id, deadline in list(self.recovering.items()):
-            if now >= deadline:
-                log.warning("agent %s did not re-register after the failover", agent_id)
-                del self.recovering[agent_id]
-                self.registry.remove_agent(agent_id)
+        # Oldest first: deadlines were set in order with one timeout, so the first one not
+        # due ends the scan (a tick must not walk 10,000 recovering agents every second).
+        while self.recovering:
+            agent_id, deadline = next(iter(self.recovering.items()))
+            if now < deadline:
+                break
+            log.warning("agent %s did not re-register after the failover", agent_id)
+            del self.recovering[agent_id]
+            self.registry.remove_agent(agent_id)
         for fw in list(self.frameworks.values()):
             if not fw.connected and fw.failover_deadline is not None and now >= fw.failover_deadline:
                 log.info("framework %s did not fail over in time; removing it", fw.framework_id)

@@ -70,12 +70,15 @@ class Leadership:
     # -- callbacks, on the master's loop
     def _on_elected(self) -> None:
         self._generation += 1
+        self.master.service.taking_office()
         asyncio.ensure_future(self._take_office(self._generation))
 
     async def _take_office(self, generation: int) -> None:
         contender = self.contender
         assert contender is not None
         registry = contender.registry()
+
+        started = time.monotonic()
 
         def prepare() -> int:
             registry.load()
@@ -85,18 +88,20 @@ class Leadership:
             epoch = await asyncio.get_running_loop().run_in_executor(None, prepare)
         except Exception:
             log.exception("could not take office; resigning")
+            self.master.service.end_taking_office()
             contender.resign()
             return
         if generation != self._generation or not contender.leading:
-            return  # deposed while loading
+            return  # deposed while loading (which released the held streams)
         self.terms += 1
         core = MasterCore(time.monotonic, self.master.config, epoch=epoch,
                           master_id=f"{self.base_id}.{epoch}", registry=registry)
         core.recover()
         self.master.use_core(core)
         self.master.service.lead(core)
-        log.warning("elected leading master (epoch %d): %d frameworks, %d agents to recover",
-                    epoch, len(core.frameworks), len(core.recovering))
+        log.warning("elected leading master (epoch %d): %d frameworks, %d agents to recover "
+                    "(registry loaded and office taken in %.2f s)", epoch, len(core.frameworks),
+                    len(core.recovering), time.monotonic() - started)
         if self._elected_event is not None:
             self._elected_event.set()
 
@@ -104,6 +109,7 @@ class Leadership:
         self._generation += 1
         if self._elected_event is not None:
             self._elected_event.clear()
+        self.master.service.end_taking_office()
         if self.master.service.leading:
             placeholder = self.placeholder()
             self.master.service.step_down(placeholder)

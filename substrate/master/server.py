@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import time
 from typing import Optional
@@ -139,10 +140,31 @@ class Master:
             await self.http.stop()
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; return the limit.
+
+    Every agent and scheduler holds a connection to the master, so a master of thousands of
+    agents needs more descriptors than the usual soft limit of 1,024; the hard limit is what
+    the administrator allows.
+
+    >>> raise_open_files_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    True
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:  # e.g. a hard limit above the kernel's nr_open
+            log.warning("could not raise the open files limit from %d: %s", soft, exc)
+    return soft
+
+
 def main(host: str = "127.0.0.1", port: int = 5050, http_port: Optional[int] = 5051,
          config: Optional[MasterConfig] = None, ready=None,
          security: Optional[ServerSecurity] = None, **ha) -> int:
     """Run a master in the foreground until SIGINT or SIGTERM (``ha``: see :class:`Master`)."""
+    raise_open_files_limit()
 
     async def run() -> None:
         master = Master(host, port, http_port, config, security, **ha)

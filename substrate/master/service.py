@@ -27,6 +27,8 @@ from substrate.v1 import pb, rpc
 log = logging.getLogger("substrate.master")
 
 _CLOSE = object()
+#: How long a stream that reaches an elected master still taking office waits for it, s.
+OFFICE_WAIT = 30.0
 
 
 class _Conn:
@@ -56,6 +58,12 @@ class MasterService(rpc.MasterServicer):
         # were deposed, and we step down at once.
         self.leading = True
         self.on_stale: Optional[Callable[[], None]] = None
+        # Elected but still taking office (loading the registry): resolves True once leading,
+        # False if deposed first. Streams that arrive meanwhile wait for it instead of being
+        # refused, so that thousands of agents following the new leader do not all back off
+        # (up to seconds) and come back together just after it took office.
+        self.office: Optional[asyncio.Future] = None
+        self.held_streams = 0   # streams waiting for it now
 
     # ------------------------------------------------------------------ plumbing
     def start_timers(self) -> None:
@@ -73,6 +81,31 @@ class MasterService(rpc.MasterServicer):
         self.leading = True
         self.start_timers()
         self.flush()
+        self.end_taking_office()
+
+    def taking_office(self) -> None:
+        """This master was elected and prepares to lead: hold new streams until it does."""
+        if self.office is None or self.office.done():
+            self.office = asyncio.get_running_loop().create_future()
+
+    def end_taking_office(self) -> None:
+        """Release the held streams: served if we now lead, refused otherwise."""
+        office, self.office = self.office, None
+        if office is not None and not office.done():
+            office.set_result(self.leading)
+
+    async def _serving(self) -> bool:
+        """True when this master leads, after waiting out a term of office being taken."""
+        office = self.office
+        if not self.leading and office is not None:
+            self.held_streams += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(office), OFFICE_WAIT)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self.held_streams -= 1
+        return self.leading
 
     def step_down(self, placeholder: MasterCore) -> None:
         """Stop serving: close every stream without telling the old core (which must not
@@ -80,6 +113,7 @@ class MasterService(rpc.MasterServicer):
         from substrate.master.registry import InMemoryRegistry
 
         self.leading = False
+        self.end_taking_office()
         if self._tick_task is not None:
             self._tick_task.cancel()
             self._tick_task = None
@@ -170,16 +204,16 @@ class MasterService(rpc.MasterServicer):
     # ------------------------------------------------------------------ schedulers
     async def Scheduler(self, request_iterator: AsyncIterator["pb.Call"],
                         context: grpc.aio.ServicerContext) -> AsyncIterator["pb.Event"]:
-        core = self.core
         try:
             first = await request_iterator.__anext__()
         except (StopAsyncIteration, grpc.RpcError, asyncio.CancelledError):
             return
         except DecodeError as exc:   # bytes that are no Call: a clear refusal, not UNKNOWN
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed Call: {exc}")
-        if not self.leading or self._stale(first.epoch):
+        if not await self._serving() or self._stale(first.epoch):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leading master")
             return
+        core = self.core
         if first.type != pb.Call.SUBSCRIBE:
             yield core.event(pb.Event.ERROR, error=pb.Event.Error(
                 message="the first call must be SUBSCRIBE", call_type=first.type, fatal=True))
@@ -246,18 +280,18 @@ class MasterService(rpc.MasterServicer):
     # ------------------------------------------------------------------ agents
     async def Agent(self, request_iterator: AsyncIterator["pb.AgentCall"],
                     context: grpc.aio.ServicerContext) -> AsyncIterator["pb.AgentEvent"]:
-        core = self.core
         try:
             first = await request_iterator.__anext__()
         except (StopAsyncIteration, grpc.RpcError, asyncio.CancelledError):
             return
         except DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed AgentCall: {exc}")
-        if not self.leading or self._stale(first.epoch):
+        if not await self._serving() or self._stale(first.epoch):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leading master")
             return
         if first.type not in (pb.AgentCall.REGISTER, pb.AgentCall.REREGISTER):
             return
+        core = self.core
         try:
             self.security.authorize(self.security.principal(context), "register_agents")
         except (AccessDenied, AuthenticationError) as exc:

@@ -14,8 +14,9 @@ Layout under the path of ``zk://hosts/path``::
 Writes are fenced: each one is a transaction that also checks the version of ``<path>/epoch``
 that this leader wrote when it took office, so a deposed leader (whose successor bumped the
 epoch) cannot change the registry even if its process runs on. The registry answers reads
-from a cache loaded when the leader takes office, and writes asynchronously (ZooKeeper keeps
-one client's operations in order), so the master's loop never waits on ZooKeeper.
+from a cache loaded when the leader takes office (the agents' hostnames just after), and
+writes asynchronously (ZooKeeper keeps one client's operations in order), so the master's
+loop never waits on ZooKeeper.
 
 Everything here runs kazoo I/O; the pure core (:mod:`substrate.master.core`) only sees the
 :class:`~substrate.master.registry.Registry` interface.
@@ -25,13 +26,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import threading
+import time
 from typing import Callable, Optional
 
 from substrate.detector import MEMBER_PREFIX, member_sequence, new_kazoo_client, parse_zk_url
 from substrate.master.registry import CachedRegistry
 
 log = logging.getLogger("substrate.master.zk")
+
+#: Agents' hostnames read at the same time after taking office, and tries per hostname.
+READS_IN_FLIGHT, READ_ATTEMPTS = 128, 20
 
 
 class ZkRegistry(CachedRegistry):
@@ -44,10 +50,22 @@ class ZkRegistry(CachedRegistry):
         self.root = f"{path}/registry"
         self._epoch_version: Optional[int] = None
         self._pending: list = []
+        self._pending_lock = threading.Lock()
         self.failed_writes = 0
+        # Agents' hostnames are read after the leader takes office (see load): ids whose
+        # stored hostname is not read yet, and what they re-registered with meanwhile.
+        self._lock = threading.RLock()
+        self._unread: set[str] = set()
+        self._reported: dict[str, str] = {}
+        self._read_all = threading.Event()
+        self._read_all.set()
 
     # -- loading and the epoch (blocking: called once, when a leader takes office)
     def load(self) -> "ZkRegistry":
+        """Read the registry. Only the agents' ids are read here; their hostnames (one read
+        per agent: seconds for 10,000 agents) follow in the background, so that a new leader
+        takes office, and agents re-register, without waiting for them. A re-registration
+        whose stored hostname is not read yet is written once it is, if it differs."""
         from kazoo.exceptions import NoNodeError
 
         c = self.client
@@ -65,11 +83,110 @@ class ZkRegistry(CachedRegistry):
                     pass
             return out
 
-        self._agents = read_all("agents")
+        names = c.get_children(f"{self.root}/agents")
+        with self._lock:
+            self._agents = dict.fromkeys(names, "")
+            self._unread = set(names)
+            self._reported = {}
+            if names:
+                self._read_all.clear()
         self._frameworks = {k: json.loads(v) for k, v in read_all("frameworks").items()}
         self._weights = {k: float(v) for k, v in read_all("weights").items()}
         self._quota = {k: json.loads(v) for k, v in read_all("quota").items()}
+        if names:
+            self._read_hostnames(names)
         return self
+
+    def _read_hostnames(self, names: list) -> None:
+        """Read the agents' hostnames on a thread of their own, a bounded number at a time:
+        ZooKeeper answers one session's requests in order, and a ping queued behind 10,000
+        reads comes back too late (kazoo then drops the connection)."""
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for name in names:
+            todo.put((name, 0))
+        slots = threading.BoundedSemaphore(READS_IN_FLIGHT)
+
+        def issue() -> None:
+            while not self._read_all.is_set():
+                try:
+                    name, failures = todo.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                with self._lock:
+                    if name not in self._unread:
+                        continue
+                if failures:
+                    time.sleep(min(1.0, 0.05 * failures))  # ZooKeeper unreachable: pace
+                slots.acquire()
+                try:
+                    result = self.client.get_async(f"{self.root}/agents/{name}")
+                except Exception as exc:
+                    slots.release()
+                    self._hostname_read(name, None, failures, todo, exc)
+                    continue
+                result.rawlink(lambda r, name=name, failures=failures: (
+                    slots.release(), self._hostname_read(name, r, failures, todo)))
+
+        threading.Thread(target=issue, name="registry-hostnames", daemon=True).start()
+
+    def _hostname_read(self, name: str, result, failures: int, todo,
+                       error: Optional[Exception] = None) -> None:
+        from kazoo.exceptions import NoNodeError
+
+        stored: Optional[str] = None
+        exists = True
+        try:
+            if error is not None:
+                raise error
+            stored = result.get_nowait()[0].decode()
+        except NoNodeError:
+            exists = False
+        except Exception as exc:
+            if failures + 1 < READ_ATTEMPTS:
+                todo.put((name, failures + 1))   # read it again
+                return
+            log.warning("could not read the registry's agent %s: %s", name, exc)
+        with self._lock:
+            if name in self._unread:
+                self._unread.discard(name)
+                reported = self._reported.pop(name, None)
+                if name in self._agents:   # (else removed meanwhile; its delete is queued)
+                    if reported is not None and reported != stored:
+                        self._agents[name] = reported
+                        self._store("agents", name, reported.encode(), exists)
+                    else:
+                        self._agents[name] = stored if stored is not None else (reported or "")
+            if not self._unread:
+                self._read_all.set()
+
+    def wait_loaded(self, timeout: float = 60.0) -> bool:
+        """Wait until the agents' hostnames are read; False on timeout."""
+        return self._read_all.wait(timeout)
+
+    def admit_agent(self, agent_id: str, hostname: str) -> None:
+        with self._lock:
+            if agent_id in self._unread:
+                self._reported[agent_id] = hostname   # written, if new, once the stored is read
+                return
+            super().admit_agent(agent_id, hostname)
+
+    def remove_agent(self, agent_id: str) -> None:
+        with self._lock:
+            self._unread.discard(agent_id)
+            self._reported.pop(agent_id, None)
+            if self._agents.pop(agent_id, None) is not None:
+                self._erase("agents", agent_id)
+            if not self._unread:
+                self._read_all.set()
+
+    def agents(self) -> dict[str, str]:
+        self.wait_loaded()
+        with self._lock:
+            return super().agents()
+
+    def agent_ids(self) -> list[str]:
+        with self._lock:
+            return super().agent_ids()
 
     def next_epoch(self) -> int:
         from kazoo.exceptions import BadVersionError, NodeExistsError
@@ -105,14 +222,17 @@ class ZkRegistry(CachedRegistry):
             tx.set_data(node, data)
         result = tx.commit_async()
         done = threading.Event()
-        self._pending.append(done)
-        if len(self._pending) > 1000:
-            self._pending = [d for d in self._pending if not d.is_set()]
+        with self._pending_lock:
+            self._pending.append(done)
+            if len(self._pending) > 1000:
+                self._pending = [d for d in self._pending if not d.is_set()]
         result.rawlink(lambda r, what=(op, node): self._done(r, what, done))
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every write so far has been answered (tests, orderly shutdown)."""
-        pending, self._pending = self._pending, []
+        self.wait_loaded(timeout)  # (a hostname read may still lead to a write)
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
         for done in pending:
             done.wait(timeout)
 

@@ -133,6 +133,22 @@ def test_reconciliation_waits_for_recovering_agents_then_answers():
     assert (answer.task_id, answer.state) == ("t1", S.LOST)
 
 
+def test_agents_that_do_not_reregister_are_forgotten_at_the_deadline_and_not_before():
+    reg, wall = InMemoryRegistry(), Wall()
+    old = new_leader(reg, FakeClock(), wall)
+    aids = [old.agent_register(_register_call()) for _ in range(5)]
+    clock = FakeClock()
+    new = new_leader(reg, clock, wall, agent_reregister_timeout=60)
+    reregister(new, aids[2])
+    clock.advance(59)
+    new.tick()
+    assert set(new.recovering) == set(aids) - {aids[2]}
+    assert set(reg.agents()) == set(aids)
+    clock.advance(2)
+    new.tick()
+    assert not new.recovering and set(reg.agents()) == {aids[2]}
+
+
 def test_an_offer_of_the_old_leader_is_refused_cleanly_by_the_new_one():
     reg, clock, wall = InMemoryRegistry(), FakeClock(), Wall()
     old = new_leader(reg, clock, wall)

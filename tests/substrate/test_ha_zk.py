@@ -67,6 +67,41 @@ def test_a_deposed_leaders_registry_writes_are_refused(zookeeper, zk_client):  #
     assert ZkRegistry(zk_client, path).load().frameworks() == {}
 
 
+class DeferredReads(ZkRegistry):
+    """A registry whose background hostname reads start only when the test says so."""
+
+    def _read_hostnames(self, names: list) -> None:
+        self.deferred = names
+
+    def read_now(self) -> None:
+        ZkRegistry._read_hostnames(self, self.deferred)
+
+
+def test_reregistrations_before_the_hostnames_are_read_write_only_what_changed(
+        zookeeper, zk_client):  # noqa: F811
+    _, path = parse_zk_url(zookeeper.url("lazy"))
+    old = ZkRegistry(zk_client, path).load()
+    old.next_epoch()
+    for i in range(4):
+        old.admit_agent(f"a{i}", f"h{i}")
+    old.flush()
+    new = DeferredReads(zk_client, path).load()
+    new.next_epoch()
+    assert sorted(new.agent_ids()) == ["a0", "a1", "a2", "a3"]   # what recovery needs
+    new.admit_agent("a0", "h0")          # same host: nothing to write
+    new.admit_agent("a1", "h1-moved")    # moved: written once its stored host is read
+    new.admit_agent("a1", "h1-again")    # ... with the latest one
+    new.remove_agent("a2")               # deleted at once
+    assert not new.wait_loaded(0)
+    new.read_now()
+    new.flush()
+    assert new.failed_writes == 0
+    assert new.agents() == {"a0": "h0", "a1": "h1-again", "a3": "h3"}
+    assert ZkRegistry(zk_client, path).load().agents() == new.agents()
+    assert zk_client.get(f"{path}/registry/agents/a0")[1].version == 0   # never rewritten
+    assert zk_client.get(f"{path}/registry/agents/a1")[1].version == 1   # written once
+
+
 def test_bad_zookeeper_urls_are_clear_errors():
     for url in ("zk://", "zk://h:1", "zk://h/x", "zk://h:1/a b"):
         with pytest.raises(InvalidRequest):
