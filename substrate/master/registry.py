@@ -62,6 +62,10 @@ class Registry(Protocol):
     def frameworks(self) -> dict[str, dict]:
         """Known frameworks: id -> their recorded fields and deadline."""
 
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Block until the writes made so far are durable; False if they were not in time.
+        Called off the master's loop, before a subscription is confirmed."""
+
     def set_weight(self, role: str, weight: Optional[float]) -> None:
         """Record a role's weight (None: back to the default)."""
 
@@ -88,6 +92,9 @@ class CachedRegistry:
         self._frameworks: dict[str, dict] = {}
         self._weights: dict[str, float] = {}
         self._quota: dict[str, dict] = {}
+
+    def settled(self, timeout: float = 10.0) -> bool:
+        return True   # writes are done when made (memory, SQLite)
 
     # persistence hooks (no-ops in memory)
     def _store(self, table: str, key: str, data: bytes, existed: bool) -> None:

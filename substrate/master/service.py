@@ -236,7 +236,22 @@ class MasterService(rpc.MasterServicer):
             return
         self.flush()  # a replaced scheduler's stream is closed by the outbox first
         conn = _Conn(self._next_generation())
-        self.frameworks[fid] = conn
+        self.frameworks[fid] = conn   # events from now on queue behind SUBSCRIBED
+        # Confirm only what a successor would know: a leader that dies right after
+        # SUBSCRIBED must not leave a framework its successor calls unknown.
+        try:
+            if not core.registry.settled(0.0):
+                if not await asyncio.get_running_loop().run_in_executor(
+                        None, core.registry.settled, 10.0):
+                    log.warning("the registry did not confirm framework %s in time", fid)
+        except asyncio.CancelledError:   # the scheduler went away meanwhile
+            if self.frameworks.get(fid) is conn:
+                del self.frameworks[fid]
+                core.framework_disconnected(fid)
+                self.flush()
+            raise
+        if not self.leading or self.core is not core:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leading master")
         cfg = core.config
         yield core.event(pb.Event.SUBSCRIBED, subscribed=pb.Event.Subscribed(
             framework_id=fid, heartbeat_interval_seconds=cfg.framework_heartbeat_interval,

@@ -236,6 +236,13 @@ class ZkRegistry(CachedRegistry):
         for done in pending:
             done.wait(timeout)
 
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Wait until the writes issued so far are answered (not the hostname reads)."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        deadline = time.monotonic() + timeout
+        return all(done.wait(max(0.0, deadline - time.monotonic())) for done in pending)
+
     def _done(self, result, what, done: threading.Event) -> None:
         try:
             outcome = result.get_nowait()

@@ -323,3 +323,45 @@ def test_single_master_with_sqlite_registry_restarts_and_reconciles_lost_launche
         master.kill()
         if restarted is not None:
             restarted.terminate()
+
+
+class _KillOnSubscribe(Scheduler):
+    """SIGKILLs the leader the moment it confirms the subscription."""
+
+    def __init__(self, leader: Proc) -> None:
+        self.leader = leader
+        self.events: list = []
+        self.cond = threading.Condition()
+
+    def registered(self, driver, framework_id, master_id):
+        self.leader.signal(signal.SIGKILL)
+        self._note("registered")
+
+    def reregistered(self, driver, master_id):
+        self._note("reregistered")
+
+    def error(self, driver, message):
+        self._note(f"error: {message}")
+
+    def _note(self, what: str) -> None:
+        with self.cond:
+            self.events.append(what)
+            self.cond.notify_all()
+
+
+def test_a_subscription_confirmed_by_a_leader_that_dies_at_once_survives_it(cluster):
+    """SUBSCRIBED is sent only once the registry holds the framework: the next leader knows
+    it, instead of refusing it as unknown."""
+    sched = _KillOnSubscribe(cluster["a"])
+    driver = SchedulerDriver(sched, FrameworkInfo(name="quick", failover_timeout=60),
+                             cluster["url"])
+    try:
+        driver.start()
+        fid = driver.wait_registered(timeout=60)
+        with sched.cond:
+            assert sched.cond.wait_for(lambda: len(sched.events) >= 2, 60), sched.events
+        assert sched.events[:2] == ["registered", "reregistered"], sched.events
+        new = wait_leader_other_than(cluster["detector"], cluster["a"].address, 60)
+        assert [f["id"] for f in state(new)["frameworks"]] == [fid]
+    finally:
+        driver.stop()
