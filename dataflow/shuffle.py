@@ -222,6 +222,10 @@ def write_map_output(spec: ShuffleWriteSpec, records: Any, shuffle_root: str,
             chunks = records.items if isinstance(records, Columnar) else iter(as_records(records))
             it = _write_columnar(_column_chunks(chunks, agg.op, isinstance(records, Columnar)),
                                  agg, n, out, budget)
+        elif agg is None and isinstance(records, Columnar) and \
+                part.ids(np.zeros(1, dtype=np.int64)) is not None:
+            _write_batches(records.items, part, out, budget)
+            it = None
         else:
             it = iter(as_records(records))
         if it is not None:
@@ -490,6 +494,25 @@ def _write_records(items: Iterable, part: Partitioner, out: _BucketFiles) -> Non
     for b, buf in enumerate(bufs):
         if buf:
             out.write(b, encode_frame(buf))
+
+
+def _write_batches(items: Iterable, part: Partitioner, out: _BucketFiles, budget: int) -> None:
+    """A columnar partition without a combine (``groupByKey``, ``sortByKey``, ``join``...):
+    its batches of ``(int, int | float)`` pairs go out as columns as they are, without being
+    turned into records and back; anything else goes through :func:`_write_plain`, in order."""
+    from .batches import Batch
+    for item in items:
+        if isinstance(item, Batch):
+            v = item.value
+            if isinstance(v, tuple) and len(v) == 2 and v[0].kind == "i" and v[1].kind in "if":
+                keys, vals = v[0].arr, v[1].arr
+                for lo in range(0, item.n, COLUMN_CHUNK):   # frames as _write_plain makes them
+                    k = keys[lo:lo + COLUMN_CHUNK]
+                    _flush_columns(k, vals[lo:lo + COLUMN_CHUNK], part.num_partitions, out,
+                                   part.ids(k))
+                continue
+            item = item.records()
+        _write_plain(iter(item), part, out, budget)
 
 
 def _write_plain(it: Iterator, part: Partitioner, out: _BucketFiles, budget: int) -> None:

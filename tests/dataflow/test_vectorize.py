@@ -199,7 +199,8 @@ def test_vectorised_value_is_pythons_or_it_falls_back(src, r):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(srcs=st.lists(st.tuples(st.sampled_from(["map", "filter"]), exprs()), min_size=1,
                      max_size=3),
-       r=ranges(), action=st.sampled_from(["collect", "sum", "count", "reduce", "fold", "pairs"]))
+       r=ranges(), action=st.sampled_from(["collect", "sum", "count", "reduce", "fold", "pairs",
+                                           "group", "sort"]))
 def test_columnar_partitions_give_the_record_paths_results(srcs, r, action):
     got = run_pipeline(True, srcs, r, action)
     assert canon_result(got) == canon_result(run_pipeline(False, srcs, r, action)), (srcs, r)
@@ -221,6 +222,11 @@ def run_pipeline(vectorize, srcs, r, action):
             return rdd.reduce(lambda a, b: a + b)
         if action == "fold":
             return rdd.fold(0, operator.add)
+        if action == "group":   # shuffles without a combine take a columnar batch as it is
+            return sorted(((k, list(v)) for k, v in
+                           rdd.map(lambda x: (x % 5, x)).groupByKey(3).collect()), key=repr)
+        if action == "sort":
+            return rdd.map(lambda x: (x % 7, x)).sortByKey(numPartitions=2).collect()
         return sorted(rdd.map(lambda x: (x % 5, x)).reduceByKey(operator.add).collect(),
                       key=repr)
     except TaskFailedError as exc:
