@@ -127,11 +127,57 @@ def grouped_records(frames: Iterator, budget: int,
         return iter(())
     keys, values = _concat(cols)
     starts, order = _columnar.group_index(keys)
-    sorted_values = values[order].tolist()
+    shared = _Values(values[order])
     firsts = keys[order[starts[:-1]]].tolist()
     bounds = starts.tolist()
-    with _no_gc():  # only new acyclic lists: the collector would rescan them many times
-        return iter([(k, sorted_values[a:b]) for k, a, b in zip(firsts, bounds, bounds[1:])])
+    with _no_gc():  # only new acyclic objects: the collector would rescan them many times
+        return iter([(k, _Group(shared, a, b)) for k, a, b in zip(firsts, bounds, bounds[1:])])
+
+
+class _Values:
+    """A reduce partition's grouped value column, made Python values once, on first use."""
+
+    __slots__ = ("arr", "items")
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr = arr
+        self.items: list | None = None
+
+    def get(self) -> list:
+        if self.items is None:
+            self.items = self.arr.tolist()
+        return self.items
+
+
+class _Group:
+    """One key's values, a slice of the partition's :class:`_Values`: ``len`` costs nothing
+    (``groupByKey().mapValues(len)`` makes no value objects), iterating makes them. Pickles
+    as a plain list.
+
+    >>> g = _Group(_Values(np.array([7, 8, 9])), 1, 3)
+    >>> len(g), list(g), g
+    (2, [8, 9], [8, 9])
+    """
+
+    __slots__ = ("values", "lo", "hi")
+
+    def __init__(self, values: _Values, lo: int, hi: int) -> None:
+        self.values, self.lo, self.hi = values, lo, hi
+
+    def _list(self) -> list:
+        return self.values.get()[self.lo:self.hi]
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __iter__(self) -> Iterator:
+        return iter(self._list())
+
+    def __reduce__(self) -> tuple:
+        return (list, (self._list(),))
+
+    def __repr__(self) -> str:
+        return repr(self._list())
 
 
 def hash_join(left: Iterator, right: Iterator, budget: int,
