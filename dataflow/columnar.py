@@ -101,15 +101,22 @@ def _concat(cols: list) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([c[0] for c in cols]), np.concatenate([c[1] for c in cols])
 
 
+def _not_columns(cols: list, rest: Iterator | None,
+                 fallback: Callable[[Iterator], Iterator] | None) -> Iterator:
+    """No frames at all (nothing), or not all of them columns within the budget: every
+    record, in arrival order, to ``fallback``."""
+    if rest is None:
+        return iter(())
+    assert fallback is not None
+    return fallback(records_of(cols, rest))
+
+
 def sorted_records(frames: Iterator, ascending: bool, budget: int,
                    fallback: Callable[[Iterator], Iterator] | None) -> Iterator:
     """The records of ``frames`` sorted by key (stable), or ``fallback(records)``."""
     cols, rest = gather_columns(frames, budget)
-    if rest is not None:
-        assert fallback is not None
-        return fallback(records_of(cols, rest))
-    if not cols:
-        return iter(())
+    if rest is not None or not cols:
+        return _not_columns(cols, rest, fallback)
     keys, values = _concat(cols)
     # ~k reverses the order without overflow and keeps equal keys in arrival order
     order = _shuffle.argsort(keys if ascending else ~keys)
@@ -120,11 +127,8 @@ def grouped_records(frames: Iterator, budget: int,
                     fallback: Callable[[Iterator], Iterator] | None) -> Iterator:
     """``(key, [values...])`` per key, keys in order of first arrival, or ``fallback(records)``."""
     cols, rest = gather_columns(frames, budget)
-    if rest is not None:
-        assert fallback is not None
-        return fallback(records_of(cols, rest))
-    if not cols:
-        return iter(())
+    if rest is not None or not cols:
+        return _not_columns(cols, rest, fallback)
     keys, values = _concat(cols)
     starts, order = _columnar.group_index(keys)
     shared = _Values(values[order])

@@ -297,6 +297,12 @@ def _times(counts: Any, c: int) -> Iterable:
     return ((k, n * c) for k, n in items)
 
 
+def _int_pairs(value: Any) -> bool:
+    """A batch's value is ``(int, int | float)`` pairs: what a column frame holds."""
+    return isinstance(value, tuple) and len(value) == 2 and value[0].kind == "i" \
+        and value[1].kind in "if"
+
+
 def _column_chunks(items: Iterator, op: str | None, batched: bool) -> Iterator:
     """``(keys, values)`` int64/float columns, or lists of records where that cannot be.
 
@@ -318,9 +324,8 @@ def _column_chunks(items: Iterator, op: str | None, batched: bool) -> Iterator:
         v = item.value
         if not item.n:
             continue
-        if isinstance(v, tuple) and len(v) == 2 and v[0].kind == "i" and v[1].kind in "if" \
-                and not (v[1].kind == "f" and op not in (None, "add")
-                         and np.isnan(v[1].arr).any()):
+        if _int_pairs(v) and not (v[1].kind == "f" and op not in (None, "add")
+                                  and np.isnan(v[1].arr).any()):
             yield v[0].arr, v[1].arr
         else:
             yield item.records()
@@ -504,7 +509,7 @@ def _write_batches(items: Iterable, part: Partitioner, out: _BucketFiles, budget
     for item in items:
         if isinstance(item, Batch):
             v = item.value
-            if isinstance(v, tuple) and len(v) == 2 and v[0].kind == "i" and v[1].kind in "if":
+            if _int_pairs(v):
                 keys, vals = v[0].arr, v[1].arr
                 for lo in range(0, item.n, COLUMN_CHUNK):   # frames as _write_plain makes them
                     k = keys[lo:lo + COLUMN_CHUNK]

@@ -1,6 +1,7 @@
 """Real master and agent processes for the high-availability tests, and ways to watch them."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -115,3 +116,24 @@ def wait_leader_other_than(detector: LeaderDetector, old: str, timeout: float = 
     wait_for(lambda: detector.leader is not None and detector.leader.address != old
              and state(detector.leader.address).get("leading"), timeout, "a new leader")
     return detector.leader.address
+
+
+class LoopThread:
+    """An asyncio loop on a thread of its own, for in-process masters in the HA tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn):
+        async def go():
+            return fn()
+        return self.run(go())
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

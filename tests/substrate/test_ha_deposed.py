@@ -8,7 +8,6 @@ own commands (a kill of the running task); they drop every message of the older 
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 
@@ -23,7 +22,7 @@ from substrate.master import Master, MasterConfig
 from substrate.master.calls import handle_call
 from substrate.master.registry import InMemoryRegistry
 from substrate.v1 import pb
-from tests.substrate.ha_helpers import start_agent, wait_for
+from tests.substrate.ha_helpers import LoopThread, start_agent, wait_for
 from tests.zookeeper import zookeeper  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -66,21 +65,6 @@ class Watcher(Scheduler):
             assert self.cond.wait_for(predicate, timeout), (self.updates, self.masters)
 
 
-class Loop:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn):
-        async def go():
-            return fn()
-        return self.run(go())
-
-
 def test_a_deposed_leader_that_keeps_sending_is_ignored(zookeeper, tmp_path):  # noqa: F811
     from kazoo.client import KazooClient
 
@@ -97,7 +81,7 @@ def test_a_deposed_leader_that_keeps_sending_is_ignored(zookeeper, tmp_path):  #
             {"address": master.address, "master_id": master.core.master_id}).encode(),
             sequence=True)
 
-    loop = Loop()
+    loop = LoopThread()
     registry = InMemoryRegistry()
     cfg = MasterConfig(agent_heartbeat_interval=5.0)
     a = Master(http_port=None, config=cfg, registry=registry)

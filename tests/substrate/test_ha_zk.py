@@ -3,7 +3,6 @@ election with real session expiry, and leader detection."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +12,7 @@ from substrate.errors import InvalidRequest
 from substrate.master import Master, MasterConfig
 from substrate.master.registry import InMemoryRegistry
 from substrate.master.zk import ZkRegistry
+from tests.substrate.ha_helpers import LoopThread
 from tests.substrate.test_ha_core import _ops, apply, view
 from tests.zookeeper import zookeeper  # noqa: F401 (fixture)
 
@@ -106,25 +106,6 @@ def test_bad_zookeeper_urls_are_clear_errors():
     for url in ("zk://", "zk://h:1", "zk://h/x", "zk://h:1/a b"):
         with pytest.raises(InvalidRequest):
             MasterLocator(url)
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn):
-        async def go():
-            return fn()
-        return self.run(go())
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def test_session_expiry_deposes_the_leader_and_elects_the_other(zookeeper):  # noqa: F811

@@ -9,7 +9,8 @@ import asyncio
 import os
 from typing import Optional
 
-from substrate.agent.isolation.base import signal_pids
+from substrate.agent.isolation.base import Limitation, signal_pids
+from substrate.v1 import pb
 
 
 def mounts(fstype: str) -> list[tuple[str, str, set[str]]]:
@@ -81,6 +82,15 @@ def keyed(path: str) -> dict[str, int]:
         except ValueError:
             pass
     return out
+
+
+def pids_limitation(events: str, limit: object) -> Optional[Limitation]:
+    """The limitation a ``pids.events`` file (v1 and v2 alike) reports, if forks were refused."""
+    hits = keyed(events).get("max", 0)
+    if hits <= 0:
+        return None
+    return Limitation(pb.TaskStatus.CONTAINER_LIMITATION,
+                      f"process limit of {limit} reached ({hits} fork(s) refused)")
 
 
 def procs(directory: str) -> list[int]:

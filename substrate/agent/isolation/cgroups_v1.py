@@ -117,12 +117,8 @@ class CgroupV1Container(Container):
                           f"(the kernel OOM killer ran {kills} time(s))")
 
     def _pids_limitation(self) -> Optional[Limitation]:
-        hits = cgroupfs.keyed(os.path.join(self.dirs["pids"], "pids.events")).get("max", 0)
-        if hits <= 0:
-            return None
-        return Limitation(pb.TaskStatus.CONTAINER_LIMITATION,
-                          f"process limit of {self.limits.pids} reached "
-                          f"({hits} fork(s) refused)")
+        return cgroupfs.pids_limitation(os.path.join(self.dirs["pids"], "pids.events"),
+                                        self.limits.pids)
 
     def update(self, limits: Limits) -> None:
         super().update(limits)

@@ -88,11 +88,7 @@ class CgroupV2Container(Container):
                           f"(the kernel OOM killer ran {kills} time(s))")
 
     def _pids_limitation(self) -> Optional[Limitation]:
-        hits = cgroupfs.keyed(self._file("pids.events")).get("max", 0)
-        if hits <= 0:
-            return None
-        return Limitation(pb.TaskStatus.CONTAINER_LIMITATION,
-                          f"process limit of {self.limits.pids} reached ({hits} fork(s) refused)")
+        return cgroupfs.pids_limitation(self._file("pids.events"), self.limits.pids)
 
     def update(self, limits: Limits) -> None:
         super().update(limits)
