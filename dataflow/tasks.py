@@ -201,12 +201,21 @@ class TaskContext:
         self.cached_blocks.append(key)
         return iter(data)
 
+    def _statuses(self, shuffle_id: int, split: int) -> list:
+        """The map outputs of a shuffle; one the driver already knows is lost (its executor
+        died after this task was made) is a fetch failure, so the scheduler recomputes it."""
+        statuses = self.map_outputs[shuffle_id]
+        for map_id, status in enumerate(statuses):
+            if status is None:
+                raise FetchFailedError(shuffle_id, map_id, split, "", "map output lost")
+        return statuses
+
     def read_shuffle(self, node: Any, split: int, columns: bool = False) -> Any:
         """The records of reduce partition ``split`` of ``node``'s shuffle; with ``columns``,
         a columnar partition (:mod:`dataflow.batches`) instead when the merge ended as arrays."""
         from . import columnar
         from .spill import ExternalAggregator, identity
-        statuses = self.map_outputs[node.shuffle_id]
+        statuses = self._statuses(node.shuffle_id, split)
         reader = self.env.reader
         budget = self.env.memory_budget
         if node.aggregator is not None and not node.map_side_combine \
@@ -257,8 +266,8 @@ class TaskContext:
         if not (isinstance(left, ShuffledNode) and isinstance(right, ShuffledNode)):
             return self._join_records(left.compute(split, self), right.compute(split, self))
         reader = self.env.reader
-        return columnar.hash_join(reader.frames(self.map_outputs[left.shuffle_id], split),
-                                  reader.frames(self.map_outputs[right.shuffle_id], split),
+        return columnar.hash_join(reader.frames(self._statuses(left.shuffle_id, split), split),
+                                  reader.frames(self._statuses(right.shuffle_id, split), split),
                                   self.env.memory_budget, self._join_records)
 
     def _join_records(self, left: Iterator, right: Iterator) -> Iterator:
